@@ -1,0 +1,1 @@
+"""SimLM encoders for Pyserini and FAISS index building."""
