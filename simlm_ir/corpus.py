@@ -40,10 +40,10 @@ def parse_jsonl_line(line: str, path, lineno: int) -> Passage:
     doc_id = obj.get("id", obj.get("_id", obj.get("docid")))
     if doc_id is None or str(doc_id).strip() == "":
         raise InputFormatError(path, lineno, "document has no 'id'")
-    if "contents" in obj:
-        title, text = NO_TITLE, obj["contents"]
-    elif "text" in obj:
+    if "text" in obj:  # structured fields win over Pyserini's flattened "contents"
         title, text = obj.get("title") or NO_TITLE, obj["text"]
+    elif "contents" in obj:
+        title, text = NO_TITLE, obj["contents"]
     else:
         raise InputFormatError(path, lineno, "document has neither 'contents' nor 'text'")
     if not isinstance(text, str):

@@ -1,0 +1,81 @@
+"""Run retrieval systems over a collection and produce TREC runs and a leaderboard.
+
+A *system* is anything with a ``name``, ``prepare(collection, work_dir)`` (build or reuse its
+index; returns an :class:`IndexInfo`) and ``search(queries, k)`` (returns a
+:class:`~simlm_ir.bm25.SearchResult`). Adding SimLM, ColBERT or a fusion is adding a system.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from simlm_ir.bm25 import BM25Searcher, SearchResult, build_lucene_index, corpus_fingerprint
+from simlm_ir.collections import Collection, load_collection
+from simlm_ir.evaluation import DEFAULT_MEASURES, evaluate
+from simlm_ir.leaderboard import SystemResult, to_markdown, write_leaderboard
+from simlm_ir.runs import write_trec_run
+
+
+@dataclass
+class IndexInfo:
+    size_bytes: int | None
+    build_seconds: float | None  # time the index took to build (recorded with cached indexes)
+
+
+class System(Protocol):
+    name: str
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo: ...
+
+    def search(self, queries: dict[str, str], k: int) -> SearchResult: ...
+
+
+def file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-").lower()
+
+
+class BM25System:
+    """BM25 over a Lucene index of title+text ("flat"), via Pyserini."""
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 2, name: str = "BM25"):
+        self.k1, self.b, self.threads, self.name = k1, b, threads, name
+        self.searcher: BM25Searcher | None = None
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        fingerprint, n = corpus_fingerprint(collection.passages())
+        info = build_lucene_index(collection.passages(), Path(work_dir) / "lucene", threads=self.threads,
+                                  fingerprint=fingerprint, num_docs=n)
+        self.searcher = BM25Searcher(info.path, self.k1, self.b)
+        return IndexInfo(info.size_bytes, info.build_seconds)
+
+    def search(self, queries, k):
+        return self.searcher.search(queries, k)
+
+
+def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", work_dir="work",
+                  measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000) -> tuple[list[SystemResult], str]:
+    """Index, search and evaluate every system on ``dataset_id``; write runs and the leaderboard.
+
+    Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``.
+    """
+    collection = load_collection(dataset_id)
+    queries, qrels = collection.queries, collection.qrels
+    out_dir = Path(runs_dir) / collection.slug
+    cache = Path(work_dir) / collection.slug
+    results: list[SystemResult] = []
+    for system in systems:
+        info = system.prepare(collection, cache)
+        searched = system.search(queries, hits)
+        write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
+        results.append(SystemResult(
+            name=system.name, evaluation=evaluate(searched.run, qrels, measures),
+            index_bytes=info.size_bytes,
+            latency_ms=statistics.fmean(searched.latencies_ms) if searched.latencies_ms else None,
+            encode_s=info.build_seconds, note=getattr(system, "note", "")))
+    title = f"{dataset_id}: {len(qrels)} judged queries"
+    write_leaderboard(results, measures, out_dir, title)
+    return results, to_markdown(results, measures, title)

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from simlm_ir.corpus import NO_TITLE, Passage, iter_passages, read_jsonl_corpus, write_jsonl_corpus
+from simlm_ir.errors import InputFormatError
+
+
+def write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_reads_pyserini_and_beir_style_lines(tmp_path):
+    f = write(tmp_path / "c.jsonl", [
+        json.dumps({"id": "d1", "contents": "Lucene is a search library."}),
+        json.dumps({"_id": "d2", "title": "FAISS", "text": "Vector search."}),
+        "",
+        json.dumps({"id": 3, "title": "", "text": "No title here."}),
+    ])
+    got = list(read_jsonl_corpus(f))
+    assert got == [Passage("d1", NO_TITLE, "Lucene is a search library."),
+                   Passage("d2", "FAISS", "Vector search."),
+                   Passage("3", NO_TITLE, "No title here.")]
+    assert got[1].contents == "FAISS\nVector search."
+    assert got[0].contents == "Lucene is a search library."
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"contents": "no id"}), "has no 'id'"),
+    (json.dumps({"id": "x", "body": "?"}), "neither 'contents' nor 'text'"),
+    (json.dumps(["a", "list"]), "expected a JSON object"),
+])
+def test_bad_lines_name_file_and_line(tmp_path, bad, problem):
+    f = write(tmp_path / "c.jsonl", [json.dumps({"id": "ok", "contents": "fine"}), bad])
+    with pytest.raises(InputFormatError) as err:
+        list(read_jsonl_corpus(f))
+    assert f"{f}:2:" in str(err.value) and problem in str(err.value)
+
+
+def test_duplicate_ids_are_an_error_across_files(tmp_path):
+    write(tmp_path / "a.jsonl", [json.dumps({"id": "d1", "contents": "x"})])
+    write(tmp_path / "b.jsonl", [json.dumps({"id": "d1", "contents": "y"})])
+    with pytest.raises(InputFormatError, match=r"b.jsonl:1: duplicate document id 'd1'"):
+        list(iter_passages(tmp_path))
+
+
+def test_missing_corpus_and_empty_dir(tmp_path):
+    with pytest.raises(InputFormatError, match="directory holds no .jsonl files"):
+        list(read_jsonl_corpus(tmp_path))
+
+
+def test_write_round_trip(tmp_path):
+    ps = [Passage("a", "T", "text a"), Passage("b", NO_TITLE, "text b")]
+    assert write_jsonl_corpus(ps, tmp_path / "out.jsonl") == 2
+    assert list(read_jsonl_corpus(tmp_path / "out.jsonl")) == ps
