@@ -1,0 +1,442 @@
+"""FAISS indexes of SimLM passage vectors in Pyserini's layout, and searching them.
+
+An index directory holds ``index`` (FAISS) and ``docid`` (one id per line), which is what
+``pyserini.search.faiss --index DIR`` reads, plus ``simlm_index.json`` (how it was built) and
+``shards/`` (the encoded vectors). Encoding runs per shard (``shard_id`` of ``shard_num``; shard
+``k`` holds passages ``k, k+N, k+2N, ...``); each finished shard directory appears atomically and is
+never re-encoded, so an interrupted build resumes, and a new index type re-uses the vectors. The
+merge restores corpus order and builds a flat, HNSW, PQ or IVF-PQ inner-product index.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from simlm_ir.corpus import Passage, iter_passages, jsonl_files
+from simlm_ir.errors import InputFormatError
+from simlm_ir.io_utils import atomic_directory, atomic_write
+
+INDEX_FILE = "index"
+DOCID_FILE = "docid"
+META_FILE = "simlm_index.json"
+SHARDS_DIR = "shards"
+SHARD_VECTORS = "embeddings.f32"  # raw little-endian float32, row-major (count x dim)
+SHARD_META = "shard.json"
+INDEX_TYPES = ("flat", "hnsw", "pq", "ivfpq", "factory")
+
+
+@dataclass
+class IndexConfig:
+    """Which FAISS index to build (all use inner product on L2-normalised vectors = cosine).
+
+    ``pq_m`` sub-quantizers of ``pq_nbits`` bits store ``pq_m * pq_nbits / 8`` bytes per passage
+    (default ``dim // 8`` sub-quantizers: 48 bytes for 384 dims, 96 for 768, vs 4 x dim for flat).
+    ``nlist`` IVF cells default to about ``4 * sqrt(n)``, capped so each has 39 training points.
+    """
+
+    index_type: str = "flat"
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 128
+    pq_m: int | None = None
+    pq_nbits: int = 8
+    nlist: int | None = None
+    nprobe: int = 16
+    factory: str | None = None  # any faiss.index_factory string, for index_type="factory"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"index type must be one of {', '.join(INDEX_TYPES)}, not {self.index_type!r}")
+        if self.index_type == "factory" and not self.factory:
+            raise ValueError("index type 'factory' needs a faiss index_factory string")
+
+
+@dataclass
+class IndexStats:
+    """What a build produced; ``bytes_per_passage`` counts the ``index`` file only."""
+
+    index_dir: str
+    index_type: str
+    passages: int
+    dim: int
+    index_bytes: int
+    docid_bytes: int
+    encode_seconds: float = 0.0
+    build_seconds: float = 0.0
+    shards_encoded: int = 0
+    shards_reused: int = 0
+
+    @property
+    def bytes_per_passage(self) -> float:
+        return self.index_bytes / max(self.passages, 1)
+
+    def summary(self) -> str:
+        return (f"{self.index_dir}: {self.index_type} index of {self.passages} passages x {self.dim} dims, "
+                f"{self.index_bytes} bytes ({self.bytes_per_passage:.1f} bytes/passage; docid file "
+                f"{self.docid_bytes} bytes); encoded {self.shards_encoded} shard(s) in "
+                f"{self.encode_seconds:.1f}s, re-used {self.shards_reused}; built index in "
+                f"{self.build_seconds:.1f}s")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result; the same fields as Pyserini's ``DenseSearchResult``."""
+
+    docid: str
+    score: float
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+def shard_dir(index_dir, shard_id: int, shard_num: int) -> Path:
+    return Path(index_dir) / SHARDS_DIR / f"{shard_id:04d}-of-{shard_num:04d}"
+
+
+def _check_shard_args(shard_id: int, shard_num: int) -> None:
+    if shard_num < 1 or not 0 <= shard_id < shard_num:
+        raise ValueError(f"--shard-id must be in [0, --shard-num); got shard {shard_id} of {shard_num}")
+
+
+def _corpus_key(corpus) -> str:
+    return str(Path(corpus).resolve()) if Path(corpus).exists() else str(corpus)
+
+
+def _count_jsonl_passages(corpus) -> int | None:
+    """Number of non-empty lines of a JSONL corpus (cheap; for progress bars), else None."""
+    if not Path(corpus).exists():
+        return None
+    try:
+        n = 0
+        for f in jsonl_files(corpus):
+            with open(f, "rb") as fh:
+                n += sum(1 for line in fh if line.strip())
+        return n
+    except (OSError, InputFormatError):
+        return None
+
+
+def _as_encoder(encoder, **kwargs):
+    from simlm_ir.encode.simlm import SimLMEncoder
+
+    if isinstance(encoder, (str, os.PathLike)):
+        return SimLMEncoder(encoder, **kwargs)
+    return encoder
+
+
+def _encoder_key(encoder) -> dict:
+    return {"encoder": str(getattr(encoder, "path", type(encoder).__name__)),
+            "passage_max_length": getattr(encoder, "passage_max_length", None),
+            "int8": bool(getattr(encoder, "quantized", False))}
+
+
+def _chunks(items: Iterable, size: int):
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _check_docid(p: Passage, corpus) -> None:
+    if p.id != p.id.strip() or "\n" in p.id or "\r" in p.id:
+        raise InputFormatError(corpus, None, f"document id {p.id!r} has surrounding whitespace or a line "
+                                             "break; Pyserini's docid file cannot hold it")
+
+
+def check_corpus(corpus) -> None:
+    """Fail fast (before loading a model) on a corpus that is missing, malformed at its start, or empty."""
+    if next(iter(iter_passages(corpus, check_duplicates=False)), None) is None:
+        raise InputFormatError(corpus, None, "corpus holds no passages; nothing to index")
+
+
+def read_shard_meta(path) -> dict | None:
+    f = Path(path) / SHARD_META
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def encode_shard(corpus, encoder, index_dir, shard_id: int = 0, shard_num: int = 1, *,
+                 chunk_size: int = 2048, batch_size: int | None = None,
+                 progress: bool = True) -> Path:
+    """Encode shard ``shard_id`` of ``shard_num`` of ``corpus`` into ``index_dir/shards/``.
+
+    ``encoder`` is a :class:`~simlm_ir.encode.simlm.SimLMEncoder` or a checkpoint name. A finished
+    shard (built with the same encoder and corpus) is left as it is; one built with different
+    settings is an error rather than silently mixed in. Returns the shard directory.
+    """
+    _check_shard_args(shard_id, shard_num)
+    out = shard_dir(index_dir, shard_id, shard_num)
+    encoder = _as_encoder(encoder)
+    want = {"corpus": _corpus_key(corpus), "shard_id": shard_id, "shard_num": shard_num, **_encoder_key(encoder)}
+    meta = read_shard_meta(out)
+    if meta is not None:
+        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+        if diff:
+            raise InputFormatError(out, None, "shard was encoded with other settings "
+                                   + ", ".join(f"{k}: {a!r} != {b!r}" for k, (a, b) in diff.items())
+                                   + "; delete it or use another --index directory")
+        return out
+
+    total = _count_jsonl_passages(corpus)
+    if total is not None:
+        total = max(0, math.ceil((total - shard_id) / shard_num))
+    passages = itertools.islice(iter_passages(corpus), shard_id, None, shard_num)
+    count = 0
+    with atomic_directory(out) as tmp, tqdm(total=total, desc=f"encode shard {shard_id}/{shard_num}",
+                                            unit="psg", disable=not progress, dynamic_ncols=True) as bar:
+        with open(tmp / SHARD_VECTORS, "wb") as vec_fh, open(tmp / DOCID_FILE, "w", encoding="utf-8") as id_fh:
+            for chunk in _chunks(passages, chunk_size):
+                for p in chunk:
+                    _check_docid(p, corpus)
+                vectors = encoder.encode_passages([p.text for p in chunk], [p.title for p in chunk],
+                                                  batch_size=batch_size)
+                vec_fh.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+                id_fh.write("".join(p.id + "\n" for p in chunk))
+                count += len(chunk)
+                bar.update(len(chunk))
+        if count == 0 and shard_num == 1:
+            raise InputFormatError(corpus, None, "corpus holds no passages; nothing to index")
+        (tmp / SHARD_META).write_text(json.dumps({**want, "count": count, "dim": int(encoder.dim)}, indent=1))
+    return out
+
+
+# -- merging and index building ----------------------------------------------------------------
+
+def _load_shard(index_dir, shard_id: int, shard_num: int) -> tuple[dict, np.ndarray, list[str]]:
+    path = shard_dir(index_dir, shard_id, shard_num)
+    meta = read_shard_meta(path)
+    if meta is None:
+        raise InputFormatError(path, None, "shard is missing or unfinished; encode it first "
+                                           f"(--shard-id {shard_id} --shard-num {shard_num})")
+    count, dim = meta["count"], meta["dim"]
+    vectors = np.fromfile(path / SHARD_VECTORS, dtype="<f4")
+    if vectors.size != count * dim:
+        raise InputFormatError(path / SHARD_VECTORS, None, f"holds {vectors.size} floats, expected "
+                                                           f"{count} x {dim}")
+    docids = (path / DOCID_FILE).read_text(encoding="utf-8").splitlines()
+    if len(docids) != count:
+        raise InputFormatError(path / DOCID_FILE, None, f"holds {len(docids)} ids, expected {count}")
+    return meta, vectors.reshape(count, dim), docids
+
+
+def merge_shards(index_dir, shard_num: int = 1) -> tuple[np.ndarray, list[str], dict]:
+    """All shards' vectors and ids, back in corpus order; checks they agree on encoder and dims."""
+    shards = [_load_shard(index_dir, k, shard_num) for k in range(shard_num)]
+    first = shards[0][0]
+    for meta, _, _ in shards[1:]:
+        for key in ("dim", "encoder", "corpus", "passage_max_length", "int8"):
+            if meta[key] != first[key]:
+                raise InputFormatError(shard_dir(index_dir, meta["shard_id"], shard_num), None,
+                                       f"shard has {key} {meta[key]!r} but shard 0 has {first[key]!r}; "
+                                       "all shards must come from one encoder and corpus")
+    n = sum(m["count"] for m, _, _ in shards)
+    if n == 0:
+        raise InputFormatError(first["corpus"], None, "corpus holds no passages; nothing to index")
+    dim = first["dim"]
+    vectors = np.empty((n, dim), dtype=np.float32)
+    docids: list[str] = [""] * n
+    for k, (meta, vecs, ids) in enumerate(shards):
+        if len(ids) != len(range(k, n, shard_num)):
+            raise InputFormatError(shard_dir(index_dir, k, shard_num), None,
+                                   f"holds {len(ids)} passages, expected {len(range(k, n, shard_num))}")
+        vectors[k::shard_num] = vecs
+        docids[k::shard_num] = ids
+    return vectors, docids, first
+
+
+def default_pq_m(dim: int) -> int:
+    m = max(1, dim // 8)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def make_faiss_index(vectors: np.ndarray, config: IndexConfig, progress: bool = True) -> faiss.Index:
+    """Train (if needed) and fill a FAISS inner-product index of ``config.index_type``."""
+    n, dim = vectors.shape
+    ip = faiss.METRIC_INNER_PRODUCT
+    kind = config.index_type
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search
+    elif kind in ("pq", "ivfpq"):
+        m = config.pq_m or default_pq_m(dim)
+        if dim % m:
+            raise ValueError(f"--pq-m {m} must divide the vector dimension {dim}")
+        if n < 2 ** config.pq_nbits:
+            raise ValueError(f"PQ with {config.pq_nbits} bits needs at least {2 ** config.pq_nbits} passages "
+                             f"to train; this corpus has {n} (use --pq-nbits "
+                             f"{max(1, int(math.log2(max(n, 2))))} or a flat index)")
+        if kind == "pq":
+            index = faiss.IndexPQ(dim, m, config.pq_nbits, ip)
+        else:
+            nlist = config.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+            if nlist > n:
+                raise ValueError(f"--nlist {nlist} is more than the {n} passages to train on")
+            index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, m, config.pq_nbits, ip)
+            index.nprobe = min(config.nprobe, nlist)
+    else:
+        index = faiss.index_factory(dim, config.factory, ip)
+    if not index.is_trained:
+        rng = np.random.default_rng(config.seed)
+        max_train = 256 * 2 ** config.pq_nbits
+        sample = vectors if n <= max_train else vectors[np.sort(rng.choice(n, max_train, replace=False))]
+        index.train(sample)
+    step = 65536
+    with tqdm(total=n, desc=f"add to {kind} index", unit="vec", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, n, step):
+            index.add(vectors[start:start + step])
+            bar.update(min(step, n - start))
+    return index
+
+
+def write_index(index_dir, index: faiss.Index, docids: Sequence[str], meta: dict) -> None:
+    """Write ``docid``, ``index`` and our metadata file, each atomically."""
+    index_dir = Path(index_dir)
+    with atomic_write(index_dir / DOCID_FILE) as fh:
+        fh.write("".join(d + "\n" for d in docids))
+    with atomic_write(index_dir / INDEX_FILE, "wb") as fh:
+        faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write))
+    with atomic_write(index_dir / META_FILE) as fh:
+        json.dump(meta, fh, indent=1)
+
+
+def build_from_shards(index_dir, config: IndexConfig | None = None, shard_num: int = 1,
+                      progress: bool = True) -> IndexStats:
+    """Merge finished shards into ``index_dir/index`` + ``index_dir/docid``."""
+    config = config or IndexConfig()
+    t0 = time.perf_counter()
+    vectors, docids, shard_meta = merge_shards(index_dir, shard_num)
+    index = make_faiss_index(vectors, config, progress)
+    meta = {"encoder": shard_meta["encoder"], "corpus": shard_meta["corpus"],
+            "passage_max_length": shard_meta["passage_max_length"], "int8": shard_meta["int8"],
+            "dim": int(vectors.shape[1]), "passages": len(docids), "shard_num": shard_num,
+            "config": asdict(config)}
+    write_index(index_dir, index, docids, meta)
+    d = Path(index_dir)
+    return IndexStats(str(d), config.index_type, len(docids), int(vectors.shape[1]),
+                      (d / INDEX_FILE).stat().st_size, (d / DOCID_FILE).stat().st_size,
+                      build_seconds=time.perf_counter() - t0)
+
+
+def build_index(corpus, encoder, index_dir, config: IndexConfig | None = None, *, shard_num: int = 1,
+                batch_size: int | None = None, chunk_size: int = 2048, progress: bool = True) -> IndexStats:
+    """Encode every shard not yet encoded, then merge them into a Pyserini-readable FAISS index.
+
+    ``corpus``: a JSONL file/directory or an ir_datasets id. ``encoder``: a ``SimLMEncoder`` or a
+    checkpoint name (``simlm``, ``minilm``, a directory, a hub id).
+    """
+    encoder = _as_encoder(encoder)
+    t0 = time.perf_counter()
+    encoded = reused = 0
+    for k in range(shard_num):
+        if read_shard_meta(shard_dir(index_dir, k, shard_num)) is None:
+            encoded += 1
+        else:
+            reused += 1
+        encode_shard(corpus, encoder, index_dir, k, shard_num, chunk_size=chunk_size,
+                     batch_size=batch_size, progress=progress)
+    encode_seconds = time.perf_counter() - t0
+    stats = build_from_shards(index_dir, config, shard_num, progress)
+    stats.encode_seconds, stats.shards_encoded, stats.shards_reused = encode_seconds, encoded, reused
+    return stats
+
+
+# -- searching ---------------------------------------------------------------------------------
+
+def load_index(index_dir) -> tuple[faiss.Index, list[str]]:
+    """Read ``index`` and ``docid`` of a Pyserini-layout index directory, checking they agree."""
+    d = Path(index_dir)
+    if not d.is_dir():
+        raise InputFormatError(d, None, "no such index directory")
+    if not (d / INDEX_FILE).is_file():
+        raise InputFormatError(d / INDEX_FILE, None, "missing: not a FAISS index directory "
+                                                     "(expected 'index' and 'docid' files)")
+    if not (d / DOCID_FILE).is_file():
+        raise InputFormatError(d / DOCID_FILE, None, "missing: the index needs a docid file with one id "
+                                                     "per line, in index order")
+    try:
+        index = faiss.read_index(str(d / INDEX_FILE))
+    except RuntimeError as exc:
+        raise InputFormatError(d / INDEX_FILE, None, f"not a readable FAISS index ({str(exc).splitlines()[0]})") from None
+    docids = [line.rstrip() for line in (d / DOCID_FILE).read_text(encoding="utf-8").splitlines()]
+    if len(docids) != index.ntotal:
+        raise InputFormatError(d / DOCID_FILE, None, f"holds {len(docids)} ids but the index holds "
+                                                     f"{index.ntotal} vectors")
+    return index, docids
+
+
+class DenseSearcher:
+    """Search a Pyserini-layout FAISS index with a SimLM query encoder.
+
+    ``encoder``: a ``SimLMEncoder``, a Pyserini query encoder, or a checkpoint name; by default the
+    checkpoint recorded when the index was built. Results are :class:`Hit` lists, best first.
+    """
+
+    def __init__(self, index_dir, encoder=None, *, ef_search: int | None = None,
+                 nprobe: int | None = None, threads: int | None = None, **encoder_kwargs):
+        self.index_dir = Path(index_dir)
+        self.index, self.docids = load_index(index_dir)
+        meta_file = self.index_dir / META_FILE
+        self.meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if encoder is None:
+            if "encoder" not in self.meta:
+                raise ValueError(f"{self.index_dir}: no {META_FILE} records the encoder; pass encoder=")
+            encoder = self.meta["encoder"]
+        self.encoder = _as_encoder(encoder, **encoder_kwargs)
+        enc_dim = getattr(self.encoder, "dim", None)
+        if enc_dim is not None and enc_dim != self.index.d:
+            raise InputFormatError(self.index_dir / INDEX_FILE, None,
+                                   f"index holds {self.index.d}-dim vectors but the encoder "
+                                   f"{getattr(self.encoder, 'name', self.encoder)!r} produces {enc_dim}-dim vectors")
+        if ef_search is not None:
+            self.set_ef_search(ef_search)
+        if nprobe is not None:
+            faiss.extract_index_ivf(self.index).nprobe = nprobe
+        self.threads = threads
+
+    def set_ef_search(self, ef_search: int) -> None:
+        hnsw = getattr(faiss.downcast_index(self.index), "hnsw", None)
+        if hnsw is None:
+            raise ValueError(f"{self.index_dir}: efSearch applies to HNSW indexes only")
+        hnsw.efSearch = ef_search
+
+    def encode(self, queries: Sequence[str]) -> np.ndarray:
+        if hasattr(self.encoder, "encode_queries"):
+            return self.encoder.encode_queries(queries)
+        if hasattr(self.encoder, "encode_batch"):
+            return np.asarray(self.encoder.encode_batch(list(queries)), dtype=np.float32)
+        return np.stack([np.asarray(self.encoder.encode(q), dtype=np.float32).reshape(-1) for q in queries])
+
+    def search_vectors(self, q: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        q = np.ascontiguousarray(np.atleast_2d(q), dtype=np.float32)
+        if q.shape[1] != self.index.d:
+            raise ValueError(f"query vectors have {q.shape[1]} dims, the index {self.index.d}")
+        if self.threads:
+            faiss.omp_set_num_threads(self.threads)
+        scores, ids = self.index.search(q, k)
+        return [[Hit(self.docids[i], float(s)) for s, i in zip(srow, irow) if i != -1]
+                for srow, irow in zip(scores, ids)]
+
+    def search(self, query: str | np.ndarray, k: int = 10) -> list[Hit]:
+        """Top-``k`` hits of one query (text, or an already encoded vector)."""
+        q = self.encode([query]) if isinstance(query, str) else query
+        return self.search_vectors(q, k)[0]
+
+    def batch_search(self, queries: Sequence[str], qids: Sequence[str], k: int = 10) -> dict[str, list[Hit]]:
+        """Top-``k`` hits of each query, keyed by query id (Pyserini's ``batch_search`` shape)."""
+        if len(queries) != len(qids):
+            raise ValueError(f"{len(queries)} queries but {len(qids)} query ids")
+        return dict(zip(map(str, qids), self.search_vectors(self.encode(queries), k)))
