@@ -1,0 +1,84 @@
+"""The cross-encoder re-ranker (SimLM's teacher): one logit for a (query, "title: passage") pair.
+
+Input as SimLM's re-ranker: ``tokenizer(query, text_pair=f"{title}: {passage}", max_length=192)``.
+Loads any sequence-classification checkpoint with one label (``intfloat/simlm-msmarco-reranker``
+included) or starts a fresh 1-logit head on a BERT-like encoder (e.g. MiniLM).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from simlm_ir.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.errors import CheckpointError
+from simlm_ir.progress import progress
+from simlm_ir.runs import Run, ranked
+
+RERANK_MAX_LENGTH = 192
+
+
+class CrossEncoder:
+    def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, max_length: int = RERANK_MAX_LENGTH,
+                 batch_size: int = 64):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging as hf_logging
+
+        self.path = resolve_checkpoint(checkpoint)
+        check_bert_like(self.path)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_length, self.batch_size = max_length, batch_size
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # a fresh head on an encoder is expected, not a warning
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.path, num_labels=1).to(self.device)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{checkpoint}: cannot load as a cross-encoder ({exc})") from None
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        self.model.eval()
+
+    def tokenize(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        pairs = [f"{t}: {p}" for t, p in zip(titles, texts)]
+        enc = self.tokenizer(list(queries), text_pair=pairs, max_length=self.max_length, truncation="only_second",
+                             padding=True, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def logits(self, queries, titles, texts) -> torch.Tensor:
+        return self.model(**self.tokenize(queries, titles, texts)).logits.squeeze(-1)
+
+    @torch.inference_mode()
+    def score(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+        """Logits of each (query, passage) pair, batched longest-first."""
+        n = len(queries)
+        out = np.empty(n, dtype=np.float32)
+        order = sorted(range(n), key=lambda i: -(len(queries[i]) + len(texts[i])))
+        for s in range(0, n, self.batch_size):
+            idx = order[s:s + self.batch_size]
+            out[idx] = self.logits([queries[i] for i in idx], [titles[i] for i in idx],
+                                   [texts[i] for i in idx]).float().cpu().numpy()
+        return out
+
+    def rerank(self, run: Run, queries: Mapping[str, str], docs: Mapping[str, tuple[str, str]],
+               depth: int = 100) -> tuple[Run, list[float]]:
+        """Re-score the top ``depth`` of each query; returns the new run and per-query latency (ms)."""
+        new: Run = {}
+        latencies = []
+        for qid, hits in progress(run.items(), desc="re-rank", unit="q"):
+            top = [d for d, _ in ranked(hits)[:depth]]
+            start = time.perf_counter()
+            scores = self.score([queries[qid]] * len(top), [docs[d][0] for d in top], [docs[d][1] for d in top])
+            latencies.append((time.perf_counter() - start) * 1000)
+            new[qid] = dict(zip(top, map(float, scores)))
+        return new, latencies
+
+    def save_pretrained(self, path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)

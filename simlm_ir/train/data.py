@@ -1,0 +1,112 @@
+"""Fine-tuning data: training files of (query, positives, mined negatives[, teacher scores]).
+
+A training file is JSONL, one query per line (as Tevatron's)::
+
+    {"query_id": "q1", "query": "text", "positives": ["d1"], "negatives": ["d7", "d3", ...],
+     "teacher_scores": {"d1": 7.1, "d7": 1.2, ...}}      # teacher_scores only for distillation
+
+Negatives are ranked (best first) and never contain a positive. Groups for a training step are
+1 positive followed by ``n`` negatives sampled from the top of that list.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from simlm_ir.errors import InputFormatError
+from simlm_ir.io_utils import atomic_write
+from simlm_ir.runs import Run, ranked
+
+
+@dataclass
+class TrainExample:
+    query_id: str
+    query: str
+    positives: list[str]
+    negatives: list[str]
+    teacher_scores: dict[str, float] = field(default_factory=dict)
+
+
+def negatives_from_run(run: Run, qrels: Mapping[str, Mapping[str, int]], depth: int) -> dict[str, list[str]]:
+    """Top-``depth`` documents of each query in ``run`` that are not judged relevant."""
+    out = {}
+    for qid, docs in run.items():
+        positives = {d for d, r in qrels.get(qid, {}).items() if r > 0}
+        out[qid] = [d for d, _ in ranked(docs)[:depth] if d not in positives]
+    return out
+
+
+def build_examples(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
+                   negatives: Mapping[str, Sequence[str]]) -> list[TrainExample]:
+    """One example per query that has at least one relevant document."""
+    examples = []
+    for qid, text in queries.items():
+        positives = sorted(d for d, r in qrels.get(qid, {}).items() if r > 0)
+        if positives:
+            examples.append(TrainExample(qid, text, positives, list(negatives.get(qid, []))))
+    return examples
+
+
+def write_train_file(examples: Iterable[TrainExample], path) -> Path:
+    with atomic_write(path) as fh:
+        for ex in examples:
+            obj = {"query_id": ex.query_id, "query": ex.query, "positives": ex.positives, "negatives": ex.negatives}
+            if ex.teacher_scores:
+                obj["teacher_scores"] = ex.teacher_scores
+            fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def read_train_file(path, doc_ids: Iterable[str] | None = None) -> list[TrainExample]:
+    """Read and validate a training file; unknown document ids are reported with file and line."""
+    known = set(doc_ids) if doc_ids is not None else None
+    examples = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not valid JSON ({exc.msg})") from None
+            missing = [k for k in ("query_id", "query", "positives", "negatives") if k not in obj]
+            if missing:
+                raise InputFormatError(path, lineno, f"missing field(s) {missing}")
+            if not str(obj["query"]).strip():
+                raise InputFormatError(path, lineno, f"query {obj['query_id']!r} is empty")
+            if not obj["positives"]:
+                raise InputFormatError(path, lineno, f"query {obj['query_id']!r} has no positive")
+            if known is not None:
+                unknown = [d for d in obj["positives"] + obj["negatives"] if d not in known]
+                if unknown:
+                    raise InputFormatError(path, lineno, f"document id(s) not in the corpus: {unknown[:3]}")
+            examples.append(TrainExample(str(obj["query_id"]), obj["query"], list(obj["positives"]),
+                                         list(obj["negatives"]),
+                                         {k: float(v) for k, v in obj.get("teacher_scores", {}).items()}))
+    if not examples:
+        raise InputFormatError(path, None, "no training examples")
+    return examples
+
+
+def sample_group(ex: TrainExample, n_negatives: int, rng: random.Random, all_doc_ids: Sequence[str],
+                 top: int | None = None) -> list[str]:
+    """1 positive then ``n_negatives`` negatives, drawn from the top ``top`` mined ones.
+
+    With teacher scores, negatives are drawn only among scored documents. When too few mined
+    negatives exist, random corpus documents (never a positive) fill the group.
+    """
+    pos = rng.choice(ex.positives)
+    pool = ex.negatives[:top] if top else ex.negatives
+    if ex.teacher_scores:
+        pool = [d for d in pool if d in ex.teacher_scores]
+    negs = rng.sample(pool, n_negatives) if len(pool) >= n_negatives else list(pool)
+    positives = set(ex.positives)
+    while len(negs) < n_negatives:
+        d = all_doc_ids[rng.randrange(len(all_doc_ids))]
+        if d not in positives and d not in negs:
+            negs.append(d)
+    return [pos, *negs]

@@ -1,0 +1,139 @@
+"""The supervised training loop shared by bi-encoder fine-tuning and re-ranker training.
+
+A ``step_fn(step) -> loss`` does the model-specific work; this module owns what both need and
+must get right: AdamW with linear warm-up/decay, gradient clipping, a progress bar, a JSONL loss
+log, atomic ``checkpoint-<step>`` directories (model + optimizer/scheduler/RNG state) and
+``resume``, which continues from the newest checkpoint and reproduces the same losses because every
+random choice of a step is derived from (seed, step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.io_utils import atomic_directory, atomic_write
+from simlm_ir.progress import progress
+
+TRAINER_STATE = "trainer_state.pt"
+TRAIN_LOG = "train_log.jsonl"
+
+
+@dataclass
+class LoopSettings:
+    total_steps: int
+    lr: float
+    warmup_steps: int
+    output: Path
+    save_steps: int = 200
+    keep_checkpoints: int = 2
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    resume: bool = False
+    log_every: int = 10
+    desc: str = "train"
+
+
+def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def latest_checkpoint(output: Path) -> Path | None:
+    found = [(int(p.name.split("-")[1]), p) for p in Path(output).glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit() and (p / TRAINER_STATE).exists()]
+    return max(found)[1] if found else None
+
+
+def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor], settings: LoopSettings,
+             save_model: Callable[[Path], None], load_model: Callable[[Path], None]) -> list[dict]:
+    """Train ``model`` for ``settings.total_steps``; returns the log records of this call."""
+    out = Path(settings.output)
+    out.mkdir(parents=True, exist_ok=True)
+    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(settings.warmup_steps, settings.total_steps))
+    start = 0
+    log_file = out / TRAIN_LOG
+    if settings.resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            raise SimLMIRError(f"{out}: --resume given but no checkpoint-<step> directory is there")
+        load_model(ckpt)
+        state = torch.load(ckpt / TRAINER_STATE, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["step"]
+        _truncate_log(log_file, start)
+    elif log_file.exists():
+        log_file.unlink()
+    model.train()
+    records: list[dict] = []
+    bar = progress(total=settings.total_steps, initial=start, desc=settings.desc, unit="step")
+    window, t0 = [], time.perf_counter()
+    for step in range(start, settings.total_steps):
+        loss = step_fn(step)
+        if not torch.isfinite(loss):
+            raise SimLMIRError(f"loss is {loss.item()} at step {step + 1}; lower --lr")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window.append(loss.item())
+        done = step + 1
+        if done % settings.log_every == 0 or done == settings.total_steps:
+            rec = {"step": done, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            records.append(rec)
+            with open(log_file, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            window = []
+        bar.update(1)
+        if settings.save_steps and done % settings.save_steps == 0 and done < settings.total_steps:
+            _save_checkpoint(out, done, save_model, optimizer, scheduler, settings.keep_checkpoints)
+    bar.close()
+    return records
+
+
+def _save_checkpoint(out: Path, step: int, save_model, optimizer, scheduler, keep: int) -> None:
+    with atomic_directory(out / f"checkpoint-{step}") as tmp:
+        save_model(tmp)
+        torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                   tmp / TRAINER_STATE)
+    found = sorted((int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit())
+    for _, old in found[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _truncate_log(log_file: Path, step: int) -> None:
+    if not log_file.exists():
+        return
+    keep = [ln for ln in log_file.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    with atomic_write(log_file) as fh:
+        fh.write("".join(ln + "\n" for ln in keep))
+
+
+def steps_for(n_examples: int, batch_size: int, epochs: float, max_steps: int) -> int:
+    return max_steps if max_steps > 0 else max(1, math.ceil(epochs * math.ceil(n_examples / batch_size)))

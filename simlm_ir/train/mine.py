@@ -1,0 +1,86 @@
+"""Hard-negative mining: BM25 (Pyserini) or a dense retriever's top-k, minus the positives.
+
+    python -m simlm_ir.train.mine --dataset debian-known-item/train --method bm25 --output bm25_negs.jsonl
+    python -m simlm_ir.train.mine --dataset debian-known-item/train --method dense --encoder stage1 \
+        --depth 200 --output stage1_negs.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from simlm_ir.collections import load_collection
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.runs import Run
+from simlm_ir.train.data import build_examples, negatives_from_run, write_train_file
+
+
+def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
+    from simlm_ir.benchmark import BM25System
+
+    collection = load_collection(dataset)
+    system = BM25System(k1=k1, b=b, threads=threads)
+    system.prepare(collection, Path(work_dir) / collection.slug)
+    return system.searcher.batch_search(collection.queries, k=depth, threads=threads)
+
+
+def dense_run(dataset: str, encoder, work_dir, depth: int) -> Run:
+    """Top-``depth`` of a SimLM checkpoint over a flat index of the collection's passages."""
+    from simlm_ir.encode.faiss_index import DenseSearcher, build_index
+    from simlm_ir.encode.simlm import SimLMEncoder
+
+    collection = load_collection(dataset)
+    enc = encoder if isinstance(encoder, SimLMEncoder) else SimLMEncoder(encoder)
+    index_dir = Path(work_dir) / collection.slug / f"mine-{Path(enc.name).name}"
+    shutil.rmtree(index_dir, ignore_errors=True)  # the checkpoint at this path may have been retrained
+    build_index(collection.dataset_id, enc, index_dir)
+    searcher = DenseSearcher(index_dir, enc)
+    qids = list(collection.queries)
+    hits = searcher.batch_search([collection.queries[q] for q in qids], qids, k=depth)
+    return {q: {h.docid: h.score for h in hs} for q, hs in hits.items()}
+
+
+def mine(dataset: str, method: str, output, depth: int = 200, encoder=None, work_dir="work", **kw) -> int:
+    """Write a training file for ``dataset``'s queries with mined negatives; returns its size."""
+    collection = load_collection(dataset)
+    if method == "bm25":
+        run = bm25_run(dataset, work_dir, depth, **kw)
+    elif method == "dense":
+        if encoder is None:
+            raise SimLMIRError("--method dense needs --encoder CHECKPOINT")
+        run = dense_run(dataset, encoder, work_dir, depth)
+    else:
+        raise SimLMIRError(f"unknown mining method {method!r} (bm25 or dense)")
+    examples = build_examples(collection.queries, collection.qrels, negatives_from_run(run, collection.qrels, depth))
+    write_train_file(examples, output)
+    return len(examples)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m simlm_ir.train.mine", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True, help="ir_datasets id of a split with training queries and qrels")
+    ap.add_argument("--method", choices=["bm25", "dense"], default="bm25")
+    ap.add_argument("--encoder", help="checkpoint for --method dense")
+    ap.add_argument("--depth", type=int, default=200, help="mine from the top DEPTH (default: %(default)s)")
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--work-dir", default="work")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.dataset.endswith(("/test", "/dev/small")):
+        print(f"warning: mining training data from {args.dataset}, an evaluation split", file=sys.stderr)
+    try:
+        kw = {"threads": args.threads} if args.method == "bm25" else {}
+        n = mine(args.dataset, args.method, args.output, args.depth, args.encoder, args.work_dir, **kw)
+    except SimLMIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{n} training queries -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Fine-tuning on a tiny BERT: mining, train -> save -> load -> encode, resume, re-ranker and KD."""
+
+import json
+
+import pytest
+import torch
+
+from simlm_ir.checkpoints import minilm_dir
+from simlm_ir.train.data import TrainExample, build_examples, negatives_from_run, read_train_file, write_train_file
+from simlm_ir.errors import InputFormatError
+
+DOCS = {
+    "apt": "APT is the command-line package manager of Debian; it downloads and installs packages.",
+    "dpkg": "dpkg is the low-level tool that installs, removes and inspects .deb package files.",
+    "vim": "Vim is a highly configurable text editor built to make creating and changing text efficient.",
+    "emacs": "GNU Emacs is an extensible, customizable text editor with a Lisp interpreter at its core.",
+    "curl": "curl transfers data to or from a server using URLs, with support for HTTP and FTP.",
+    "wget": "GNU Wget retrieves files from the web over HTTP, HTTPS and FTP, non-interactively.",
+    "gzip": "gzip compresses files with the Lempel-Ziv coding used in the deflate format.",
+    "xz": "XZ Utils compress files with the LZMA2 algorithm at a high compression ratio.",
+}
+QUERIES = {"q1": "package manager for Debian", "q2": "text editor", "q3": "download files from the web",
+           "q4": "file compression tool"}
+QRELS = {"q1": {"apt": 1}, "q2": {"vim": 1}, "q3": {"wget": 1}, "q4": {"gzip": 1}}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("tiny")
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=256)).save_pretrained(d / "bert")
+    tok.save_pretrained(d / "bert")
+    with open(d / "corpus.jsonl", "w") as fh:
+        for i, t in DOCS.items():
+            fh.write(json.dumps({"id": i, "contents": t}) + "\n")
+    run = {q: {doc: float(len(set(QUERIES[q].split()) & set(DOCS[doc].lower().split()))) for doc in DOCS} for q in QUERIES}
+    write_train_file(build_examples(QUERIES, QRELS, negatives_from_run(run, QRELS, depth=6)), d / "train.jsonl")
+    return d
+
+
+def test_mining_excludes_positives_and_keeps_rank_order():
+    run = {"q1": {"apt": 9.0, "dpkg": 8.0, "vim": 1.0, "curl": 5.0}}
+    negs = negatives_from_run(run, {"q1": {"apt": 1, "vim": 0}}, depth=3)
+    assert negs == {"q1": ["dpkg", "curl"]}  # top 3 = apt, dpkg, curl; apt is a positive, vim judged 0 stays out of top 3
+
+
+def test_train_file_errors_name_the_line(tmp_path):
+    f = tmp_path / "t.jsonl"
+    write_train_file([TrainExample("q1", "debian", ["apt"], ["vim"])], f)
+    with open(f, "a") as fh:
+        fh.write(json.dumps({"query_id": "q2", "query": "x", "positives": ["nope"], "negatives": []}) + "\n")
+    with pytest.raises(InputFormatError, match=r"t.jsonl:2: document id\(s\) not in the corpus"):
+        read_train_file(f, DOCS)
+
+
+def _cfg(tiny, out, **kw):
+    from simlm_ir.train.finetune import FinetuneConfig
+
+    base = dict(train_file=str(tiny / "train.jsonl"), output=str(out), init=str(tiny / "bert"),
+                corpus=str(tiny / "corpus.jsonl"), group_size=3, batch_size=2, lr=1e-3, max_steps=6,
+                warmup_steps=1, save_steps=3, log_every=1, device="cpu", progress=False)
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+@pytest.mark.slow
+def test_finetune_save_load_encode_and_resume(tiny, tmp_path):
+    from simlm_ir.encode.simlm import SimLMEncoder
+    from simlm_ir.train.finetune import finetune
+
+    full = finetune(_cfg(tiny, tmp_path / "full"))
+    assert [r["step"] for r in full] == [1, 2, 3, 4, 5, 6]
+    assert full[-1]["loss"] < full[0]["loss"]
+    enc = SimLMEncoder(str(tmp_path / "full"), device="cpu")
+    v = enc.encode_queries(["text editor"])
+    assert v.shape == (1, 32) and abs(float((v ** 2).sum()) - 1) < 1e-5
+    # the saved model is the trained one, not the initial one
+    assert not torch.allclose(SimLMEncoder(str(tiny / "bert"), device="cpu").model.embeddings.word_embeddings.weight,
+                              enc.model.embeddings.word_embeddings.weight)
+
+    # interrupted at step 3, then resumed: the same losses as the uninterrupted run
+    finetune(_cfg(tiny, tmp_path / "part", max_steps=6, save_steps=3))
+    resumed = finetune(_cfg(tiny, tmp_path / "part", resume=True))
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    for a, b in zip(resumed, full[3:]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_reranker_teacher_scores_and_distillation(tiny, tmp_path):
+    from simlm_ir.modeling.reranker import CrossEncoder
+    from simlm_ir.train.finetune import finetune
+    from simlm_ir.train.rerank import RerankConfig, train_reranker
+    from simlm_ir.train.teacher_scores import score_train_file
+
+    rec = train_reranker(RerankConfig(train_file=str(tiny / "train.jsonl"), output=str(tmp_path / "rr"),
+                                      init=str(tiny / "bert"), corpus=str(tiny / "corpus.jsonl"), group_size=3,
+                                      batch_size=2, lr=1e-3, max_steps=4, warmup_steps=1, device="cpu"))
+    assert rec and rec[-1]["step"] == 4
+    ce = CrossEncoder(str(tmp_path / "rr"), device="cpu")
+    assert ce.score(["text editor"], ["-"], [DOCS["vim"]]).shape == (1,)
+    n = score_train_file(ce, tiny / "train.jsonl", tmp_path / "teacher.jsonl", corpus=str(tiny / "corpus.jsonl"), negatives=2)
+    examples = read_train_file(tmp_path / "teacher.jsonl")
+    assert n == 4 and all(len(ex.teacher_scores) == 3 for ex in examples)
+    kd = finetune(_cfg(tiny, tmp_path / "kd", train_file=str(tmp_path / "teacher.jsonl"), kd_teacher=True, max_steps=2))
+    assert len(kd) == 2 and all(r["loss"] > 0 for r in kd)
