@@ -223,14 +223,17 @@ class MLMGenerator(Generator):
     def from_pretrained(cls, name_or_path, tokenizer, source: dict | None = None) -> "MLMGenerator":
         from transformers import AutoModelForMaskedLM
 
-        path = resolve_checkpoint(name_or_path)
+        fallback = ("without a generator checkpoint use --generator mlm-warmup (train a small one first) "
+                    "or --generator unigram (ablation)")
+        try:
+            path = resolve_checkpoint(name_or_path)
+        except CheckpointError as exc:
+            raise CheckpointError(f"generator: {exc}; {fallback}") from None
         try:
             with _quiet_transformers():
                 model = AutoModelForMaskedLM.from_pretrained(path)
         except (OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"{path}: cannot load the generator as a masked LM ({exc}); without a generator checkpoint "
-                "use --generator mlm-warmup (train a small one first) or --generator unigram (ablation)") from None
+            raise CheckpointError(f"{path}: cannot load the generator as a masked LM ({exc}); {fallback}") from None
         if model.config.vocab_size < len(tokenizer):
             raise CheckpointError(f"{path}: generator vocabulary ({model.config.vocab_size}) does not cover the "
                                   f"encoder tokenizer's {len(tokenizer)} tokens")
@@ -243,11 +246,27 @@ class MLMGenerator(Generator):
     def describe(self) -> dict:
         return dict(self.source)
 
+    def _head(self):
+        """The MLM head as a function of hidden states, for the architectures we know (else None)."""
+        m = self.model
+        if hasattr(m, "cls") and hasattr(m, "bert"):  # BERT
+            return m.cls
+        if hasattr(m, "generator_predictions") and hasattr(m, "generator_lm_head"):  # ELECTRA (the paper's)
+            return lambda h: m.generator_lm_head(m.generator_predictions(h))
+        return None
+
     @torch.no_grad()
     def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None):
         masked = input_ids.masked_fill(mask, self.mask_token_id)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        logits = self.model(input_ids=masked, attention_mask=attention_mask, **kwargs).logits[mask]
+        head = self._head()
+        if head is not None:
+            # Vocabulary logits only at the masked positions: B x L x V floats per copy is most of the cost.
+            base = getattr(self.model, self.model.base_model_prefix)
+            hidden = base(input_ids=masked, attention_mask=attention_mask, **kwargs).last_hidden_state
+            logits = head(hidden[mask])
+        else:
+            logits = self.model(input_ids=masked, attention_mask=attention_mask, **kwargs).logits[mask]
         logits[:, self.special_ids] = float("-inf")
         out = input_ids.clone()
         out[mask] = _sample(logits, rng)

@@ -1,0 +1,1 @@
+"""Training drivers: SimLM pre-training (``simlm_ir.train.pretrain``)."""
