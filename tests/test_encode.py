@@ -93,6 +93,13 @@ def test_query_vectors_match_reference(encoder, reference):
 def test_batching_does_not_change_vectors(encoder):
     one_by_one = np.stack([encoder.encode_passages([t], [ti], batch_size=1)[0] for t, ti in zip(TEXTS, TITLES)])
     np.testing.assert_allclose(encoder.encode_passages(TEXTS, TITLES, batch_size=64), one_by_one, atol=2e-5)
+    budget = encoder.max_batch_tokens
+    try:
+        encoder.max_batch_tokens = 100  # token budget below one long passage: still one row per batch
+        assert [len(i) for i, _ in encoder._micro_batches(np.array([150, 20, 30, 40]), 64)] == [1, 2, 1]
+        np.testing.assert_allclose(encoder.encode_passages(TEXTS, TITLES, batch_size=64), one_by_one, atol=2e-5)
+    finally:
+        encoder.max_batch_tokens = budget
     assert encoder.encode_passages([], []).shape == (0, 384)
 
 

@@ -32,6 +32,7 @@ PASSAGE_MAX_LENGTH = 144
 SIMLM_PREFIX = "simlm:"
 # pyserini.encode's --max-length default; it is not SimLM's passage length, so it is not honoured.
 PYSERINI_DEFAULT_MAX_LENGTH = 256
+CPU_BATCH_TOKENS = 1024  # padded tokens per forward pass on CPU (measured ~1.2-1.3x faster than 64 x 144)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -59,7 +60,8 @@ class SimLMEncoder:
     most ``passage_max_length`` tokens. Vector = last-layer [CLS], L2-normalised, float32.
 
     Inputs are tokenized without padding, sorted by length and run in batches padded only to the
-    longest member, so little compute goes to padding. ``dtype`` ("float16"/"bfloat16") applies on
+    longest member, so little compute goes to padding; on CPU a batch also holds at most
+    ``max_batch_tokens`` padded tokens (None: no limit). ``dtype`` ("float16"/"bfloat16") applies on
     GPU; ``quantize_int8`` applies dynamic int8 quantisation of the Linear layers on CPU.
     """
 
@@ -67,7 +69,8 @@ class SimLMEncoder:
                  device: str | None = None, dtype: str | None = None, batch_size: int = 64,
                  query_max_length: int = QUERY_MAX_LENGTH,
                  passage_max_length: int = PASSAGE_MAX_LENGTH,
-                 threads: int | None = None, quantize_int8: bool = False):
+                 threads: int | None = None, quantize_int8: bool = False,
+                 max_batch_tokens: int | None = -1):
         from transformers import AutoModel, AutoTokenizer
 
         self.name = strip_simlm_prefix(checkpoint)
@@ -77,6 +80,9 @@ class SimLMEncoder:
             torch.set_num_threads(threads)
         self.device = _resolve_device(device)
         self.batch_size = batch_size
+        # CPUs run faster on small batches (cache-sized); GPUs want full batches. -1 = pick by device.
+        self.max_batch_tokens = (CPU_BATCH_TOKENS if self.device.type == "cpu" else None) \
+            if max_batch_tokens == -1 else max_batch_tokens
         self.query_max_length = query_max_length
         self.passage_max_length = passage_max_length
         try:
@@ -159,19 +165,27 @@ class SimLMEncoder:
         return self._encode_ids(enc["input_ids"], enc["token_type_ids"] if self.use_segments else None,
                                 batch_size)
 
+    def _micro_batches(self, lengths: np.ndarray, batch_size: int):
+        """Index groups over length-sorted inputs: at most ``batch_size`` rows and, when set,
+        ``max_batch_tokens`` padded tokens (short inputs go in bigger batches, long in smaller)."""
+        order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up at once
+        budget = self.max_batch_tokens
+        start = 0
+        while start < len(order):
+            width = int(lengths[order[start]])
+            rows = batch_size if not budget else max(1, min(batch_size, budget // max(width, 1)))
+            yield order[start:start + rows], width
+            start += rows
+
     def _encode_ids(self, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
                     batch_size: int | None) -> np.ndarray:
         n = len(input_ids)
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
             return out
-        bs = batch_size or self.batch_size
         lengths = np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up at once
         with torch.inference_mode():
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
-                width = int(lengths[idx[0]])
+            for idx, width in self._micro_batches(lengths, batch_size or self.batch_size):
                 ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
                 mask = np.zeros((len(idx), width), dtype=np.int64)
                 types = np.zeros((len(idx), width), dtype=np.int64)
