@@ -13,7 +13,7 @@ Task (known-item, NOT a judged ad-hoc collection and not BEIR): the query is a p
 synopsis; the relevant document is that package's long description. Identical long descriptions
 are one document (id = first package name in sort order); identical synopses are one query (id =
 first package name), relevant to every document of the packages that share it. A deterministic
-1-in-6 sample of documents (sha1 of the doc id) keeps the collection laptop-sized; queries follow
+1-in-12 sample of documents (sha1 of the doc id) keeps the collection laptop-sized; queries follow
 their documents. Query splits: sha1("split:" + qid) % 10 -> 0-7 train, 8 dev, 9 test.
 """
 
@@ -61,7 +61,7 @@ def h(s: str) -> int:
     return int(hashlib.sha1(s.encode("utf-8")).hexdigest(), 16)
 
 
-def build(src: Path, out: Path, sample: int = 6) -> dict:
+def build(src: Path, out: Path, sample: int = 12) -> dict:
     records = sorted((p, s, d) for p, s, d in parse_translation(src) if d and s)
     doc_of_text: dict[str, str] = {}
     doc_of_pkg: dict[str, str] = {}
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("translation", type=Path, help="uncompressed Translation-en file")
     ap.add_argument("--output", type=Path, default=OUT)
-    ap.add_argument("--sample", type=int, default=6, help="keep 1 in SAMPLE documents")
+    ap.add_argument("--sample", type=int, default=12, help="keep 1 in SAMPLE documents")
     args = ap.parse_args(argv)
     print(json.dumps(build(args.translation, args.output, args.sample), indent=2))
     return 0

@@ -47,7 +47,8 @@ class BM25System:
 
     def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
         fingerprint, n = corpus_fingerprint(collection.passages())
-        info = build_lucene_index(collection.passages(), Path(work_dir) / "lucene", threads=self.threads,
+        # keyed by corpus content, so every split of a collection shares one index
+        info = build_lucene_index(collection.passages(), Path(work_dir) / "lucene" / fingerprint[:16], threads=self.threads,
                                   fingerprint=fingerprint, num_docs=n)
         self.searcher = BM25Searcher(info.path, self.k1, self.b)
         return IndexInfo(info.size_bytes, info.build_seconds)
@@ -65,10 +66,9 @@ def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", w
     collection = load_collection(dataset_id)
     queries, qrels = collection.queries, collection.qrels
     out_dir = Path(runs_dir) / collection.slug
-    cache = Path(work_dir) / collection.slug
     results: list[SystemResult] = []
     for system in systems:
-        info = system.prepare(collection, cache)
+        info = system.prepare(collection, Path(work_dir))
         searched = system.search(queries, hits)
         write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
         results.append(SystemResult(

@@ -15,11 +15,11 @@ def test_embedded_collection_through_ir_datasets():
 
     test = load_collection(DEFAULT_DATASET)
     train = load_collection(f"{NAME}/train")
-    assert len(test.queries) > 900 and len(train.queries) > 8000
+    assert len(test.queries) > 450 and len(train.queries) > 3500
     assert not set(test.queries) & set(train.queries), "train and test queries must not overlap"
     assert all(len(d) >= 1 for d in test.qrels.values())
     doc_ids = {p.id for p in test.passages()}
-    assert len(doc_ids) > 10000
+    assert len(doc_ids) > 4500
     assert all(d in doc_ids for docs in test.qrels.values() for d in docs)
     # it is a real ir_datasets dataset, files in ir_datasets' cache layout
     ds = ir_datasets.load(DEFAULT_DATASET)

@@ -23,7 +23,7 @@ def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4
 
     collection = load_collection(dataset)
     system = BM25System(k1=k1, b=b, threads=threads)
-    system.prepare(collection, Path(work_dir) / collection.slug)
+    system.prepare(collection, Path(work_dir))
     return system.searcher.batch_search(collection.queries, k=depth, threads=threads)
 
 
