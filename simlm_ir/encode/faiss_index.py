@@ -155,7 +155,12 @@ def _check_docid(p: Passage, corpus) -> None:
 
 def check_corpus(corpus) -> None:
     """Fail fast (before loading a model) on a corpus that is missing, malformed at its start, or empty."""
-    if next(iter(iter_passages(corpus, check_duplicates=False)), None) is None:
+    passages = iter_passages(corpus, check_duplicates=False)
+    try:
+        first = next(passages, None)
+    finally:
+        passages.close()
+    if first is None:
         raise InputFormatError(corpus, None, "corpus holds no passages; nothing to index")
 
 
@@ -404,7 +409,10 @@ class DenseSearcher:
         if ef_search is not None:
             self.set_ef_search(ef_search)
         if nprobe is not None:
-            faiss.extract_index_ivf(self.index).nprobe = nprobe
+            try:
+                faiss.extract_index_ivf(self.index).nprobe = nprobe
+            except RuntimeError:
+                raise ValueError(f"{self.index_dir}: nprobe applies to IVF indexes only") from None
         self.threads = threads
 
     def set_ef_search(self, ef_search: int) -> None:

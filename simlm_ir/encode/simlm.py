@@ -1,4 +1,4 @@
-"""SimLM query and passage encoders: the exact SimLM input format, [CLS] pooling, L2 norm.
+r"""SimLM query and passage encoders: the exact SimLM input format, [CLS] pooling, L2 norm.
 
 :class:`SimLMEncoder` is the plain-torch core used by our index builder and searcher (importing it
 does not start Pyserini's JVM). :class:`SimLMQueryEncoder` and :class:`SimLMDocumentEncoder` are the
@@ -10,7 +10,15 @@ any ``--encoder`` value containing ``simlm`` picks them by Pyserini's substring 
 ``simlm:`` prefix forces them for any checkpoint, e.g. ``--encoder simlm:/path/to/ckpt`` or
 ``--encoder simlm:minilm``; our constructors strip the prefix. Pyserini tries its own keywords
 (``dpr``, ``ance``, ``auto``, ``clip``, ``dse``...) first, so the rest of the path must not contain
-them (``/data/performance/ckpt`` contains ``ance``).
+them (``/data/performance/ckpt`` contains ``ance``). Example (``--dimension`` must be the model's
+hidden size: 768 for SimLM base, 384 for MiniLM; ``--fields title text`` in *both* sections feeds
+titles)::
+
+    python -m pyserini.encode input --corpus corpus.jsonl --fields title text \
+        output --embeddings indexes/simlm --to-faiss \
+        encoder --encoder simlm:/path/to/ckpt --fields title text --dimension 768 --device cuda:0
+    python -m pyserini.search.faiss --index indexes/simlm --topics topics.tsv \
+        --encoder simlm:/path/to/ckpt --output run.trec --batch-size 64 --threads 4
 """
 
 from __future__ import annotations
