@@ -364,8 +364,12 @@ def _optimizer(model: SimLMForPretraining, cfg: PretrainConfig) -> torch.optim.O
         if not p.requires_grad:
             continue  # the frozen generator
         (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        # The fused kernel is several times faster than the per-tensor loop, on CPU as on GPU.
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def checkpoints(output: Path) -> list[Path]:
