@@ -138,3 +138,22 @@ def test_flags_are_validated():
         tiny_config("x", "y", encoder_mask_rate=0.6, decoder_mask_rate=0.5).validate()
     with pytest.raises(SimLMIRError, match="batch-size"):
         replace(tiny_config("x", "y"), batch_size=0).validate()
+
+
+def test_runs_unchanged_under_torch_distributed(corpus, tmp_path):
+    """DDP wrapper, no_sync accumulation, loss all-reduce and rank-0 writes, on a one-process gloo group."""
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    plain = pretrain(tiny_config(corpus, tmp_path / "plain", grad_accum=2, max_steps=2, batch_size=2))
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        ddp = pretrain(tiny_config(corpus, tmp_path / "ddp", grad_accum=2, max_steps=2, batch_size=2))
+    finally:
+        dist.destroy_process_group()
+    assert ddp.losses == pytest.approx(plain.losses, abs=1e-6)
+    assert json.loads((tmp_path / "ddp" / "run_config.json").read_text())["world_size"] == 1

@@ -550,6 +550,12 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if world > 1:  # log the loss of the global batch, not of rank 0's shard
+            import torch.distributed as dist
+
+            reduced = totals.to(device)
+            dist.all_reduce(reduced)
+            totals = reduced.cpu() / world
         loss, enc_loss, dec_loss = (totals / cfg.grad_accum).tolist()
         if not math.isfinite(loss):
             raise FloatingPointError(f"pre-training loss is {loss} at step {step}; lower --lr or disable --bf16")
