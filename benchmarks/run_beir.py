@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simlm_ir.benchmark import BM25System, run_benchmark  # noqa: E402
+from simlm_ir.benchmark import run_benchmark  # noqa: E402
+from simlm_ir.systems import BM25System  # noqa: E402
 from simlm_ir.embedded import DEFAULT_DATASET  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.evaluation import DEFAULT_MEASURES  # noqa: E402

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from simlm_ir.bm25 import BM25Searcher, SearchResult, build_lucene_index, corpus_fingerprint
+from simlm_ir.bm25 import SearchResult
 from simlm_ir.collections import Collection, load_collection
 from simlm_ir.evaluation import DEFAULT_MEASURES, evaluate
 from simlm_ir.leaderboard import SystemResult, to_markdown, write_leaderboard
 from simlm_ir.runs import write_trec_run
-
-
-@dataclass
-class IndexInfo:
-    size_bytes: int | None
-    build_seconds: float | None  # time the index took to build (recorded with cached indexes)
+from simlm_ir.systems import IndexInfo
 
 
 class System(Protocol):
@@ -36,25 +30,6 @@ class System(Protocol):
 
 def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-").lower()
-
-
-class BM25System:
-    """BM25 over a Lucene index of title+text ("flat"), via Pyserini."""
-
-    def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 2, name: str = "BM25"):
-        self.k1, self.b, self.threads, self.name = k1, b, threads, name
-        self.searcher: BM25Searcher | None = None
-
-    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
-        fingerprint, n = corpus_fingerprint(collection.passages())
-        # keyed by corpus content, so every split of a collection shares one index
-        info = build_lucene_index(collection.passages(), Path(work_dir) / "lucene" / fingerprint[:16], threads=self.threads,
-                                  fingerprint=fingerprint, num_docs=n)
-        self.searcher = BM25Searcher(info.path, self.k1, self.b)
-        return IndexInfo(info.size_bytes, info.build_seconds)
-
-    def search(self, queries, k):
-        return self.searcher.search(queries, k)
 
 
 def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", work_dir="work",

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from simlm_ir.benchmark import BM25System, run_benchmark
+from simlm_ir.benchmark import run_benchmark
+from simlm_ir.systems import BM25System
 from simlm_ir.embedded import DEFAULT_DATASET, NAME
 
 

@@ -19,7 +19,7 @@ from simlm_ir.train.data import build_examples, negatives_from_run, write_train_
 
 
 def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
-    from simlm_ir.benchmark import BM25System
+    from simlm_ir.systems import BM25System
 
     collection = load_collection(dataset)
     system = BM25System(k1=k1, b=b, threads=threads)

@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""Build the small default SimLM (and its re-ranker) from what is on our machines.
+
+    python benchmarks/train_default.py                 # the whole recipe, ~45-60 min on 2 cores
+    python benchmarks/train_default.py --from-stage stage2
+
+Every stage is the public CLI command it prints (so the recipe doubles as documentation):
+
+ 1. ``mine-bm25``  BM25 (Pyserini) top-100 negatives for the *train* queries of debian-known-item
+ 2. ``pretrain``   SimLM RLM pre-training of all-MiniLM-L6-v2 on the collection's documents only
+ 3. ``nopretrain`` ablation: MiniLM fine-tuned with BM25 negatives, no SimLM pre-training
+ 4. ``stage1``     pre-trained SimLM fine-tuned with BM25 negatives
+ 5. ``mine-dense`` negatives mined by stage 1 (top 100, positives removed)
+ 6. ``stage2``     pre-trained SimLM fine-tuned with stage-1 negatives
+ 7. ``reranker``   cross-encoder (MiniLM) trained on stage-1 negatives: the teacher
+ 8. ``teacher``    the re-ranker scores each training query's positive + top negatives
+ 9. ``stage3``     stage 2 distilled from the re-ranker (KL + 0.2 x contrastive)
+10. ``export``     stage 3 and the re-ranker -> fp16 safetensors under simlm_ir/resources/
+
+Scale is cut to fit 2 CPU cores (the paper's settings are in SIMLM.md): a fixed subset of the
+training queries, small batches and groups, one epoch per stage. Test queries are never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from simlm_ir.io_utils import atomic_write  # noqa: E402
+from simlm_ir.train.data import read_train_file, write_train_file  # noqa: E402
+
+RESOURCES = ROOT / "simlm_ir" / "resources"
+DATASET = "debian-known-item"
+TRAIN_SPLIT = f"{DATASET}/train"
+
+
+def stages(w: Path, a) -> list[tuple[str, list[str]]]:
+    py = [sys.executable, "-m"]
+    def ft(group: int) -> list[str]:
+        return ["--corpus", DATASET, "--batch-size", str(a.batch_size), "--group-size", str(group),
+                "--epochs", str(a.epochs), "--warmup-steps", "20", "--save-steps", "50", "--seed", str(a.seed)]
+
+    return [
+        ("mine-bm25", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "bm25", "--depth", "100",
+                            "--output", str(w / "bm25_negs.all.jsonl"), "--work-dir", str(ROOT / "work")]),
+        ("subset", []),
+        ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", DATASET, "--init", "minilm",
+                           "--output", str(w / "pretrained"), "--generator", "mlm-warmup",
+                           "--generator-warmup-steps", str(a.generator_steps), "--max-steps", str(a.pretrain_steps),
+                           "--batch-size", str(a.pretrain_batch), "--lr", "1e-4", "--warmup-steps", "30",
+                           "--max-length", "144", "--save-steps", "100", "--seed", str(a.seed), "--no-progress"]),
+        ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
+                             "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size)]),
+        ("stage1", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"),
+                         "--init", str(w / "pretrained"), "--output", str(w / "stage1"), "--lr", str(a.lr), *ft(a.group_size)]),
+        ("mine-dense", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "dense",
+                             "--encoder", str(w / "stage1"), "--depth", "100", "--output", str(w / "stage1_negs.all.jsonl"),
+                             "--work-dir", str(ROOT / "work")]),
+        ("subset2", []),
+        ("stage2", py + ["simlm_ir.train.finetune", "--train-file", str(w / "stage1_negs.jsonl"),
+                         "--init", str(w / "pretrained"), "--output", str(w / "stage2"), "--lr", str(a.lr), *ft(a.group_size)]),
+        ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / "stage1_negs.jsonl"), "--init", "minilm",
+                           "--output", str(w / "reranker"), "--corpus", DATASET, "--group-size", str(a.group_size),
+                           "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", "3e-5",
+                           "--warmup-steps", "20", "--save-steps", "50", "--seed", str(a.seed)]),
+        ("teacher", py + ["simlm_ir.train.teacher_scores", "--reranker", str(w / "reranker"),
+                          "--train-file", str(w / "stage2_negs.jsonl"), "--negatives", str(a.kd_group_size - 1),
+                          "--output", str(w / "teacher.jsonl"), "--corpus", DATASET]),
+        ("stage3", py + ["simlm_ir.train.finetune", "--kd-teacher", str(w / "teacher.jsonl"),
+                         "--init", str(w / "stage2"), "--output", str(w / "stage3"), "--lr", str(a.kd_lr),
+                         *ft(a.kd_group_size)]),
+        ("export", []),
+    ]
+
+
+def subset(src: Path, dst: Path, n: int, seed: int) -> None:
+    """A fixed random subset of the training queries (the same queries for every stage)."""
+    examples = read_train_file(src)
+    rng = random.Random(seed)
+    keep = sorted(rng.sample(range(len(examples)), min(n, len(examples))))
+    write_train_file([examples[i] for i in keep], dst)
+
+
+def export_fp16(src: Path, dst: Path, extra: dict) -> None:
+    """Copy a checkpoint as fp16 safetensors with its tokenizer, configs and logs."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = load_file(str(src / "model.safetensors"))
+    save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()},
+              str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.is_file() and f.suffix in (".json", ".txt", ".jsonl") and f.name != "model.safetensors":
+            shutil.copy(f, tmp / f.name)
+    (tmp / "simlm_ir_recipe.json").write_text(json.dumps(extra, indent=2) + "\n")
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work-dir", type=Path, default=ROOT / "work" / "default")
+    ap.add_argument("--from-stage", default=None, help="skip the stages before this one")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these stages")
+    ap.add_argument("--train-queries", type=int, default=1024)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--group-size", type=int, default=4)
+    ap.add_argument("--kd-group-size", type=int, default=8)
+    ap.add_argument("--rerank-batch", type=int, default=8)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--kd-lr", type=float, default=3e-5)
+    ap.add_argument("--pretrain-steps", type=int, default=300)
+    ap.add_argument("--pretrain-batch", type=int, default=16)
+    ap.add_argument("--generator-steps", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=42)
+    a = ap.parse_args(argv)
+    w = a.work_dir
+    w.mkdir(parents=True, exist_ok=True)
+    log_path = w / "recipe_log.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"stages": {}}
+    log["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+    names = [n for n, _ in stages(w, a)]
+    if a.from_stage and a.from_stage not in names:
+        ap.error(f"--from-stage must be one of {names}")
+    started = a.from_stage is None
+    for name, cmd in stages(w, a):
+        started = started or name == a.from_stage
+        if not started or (a.only is not None and name not in a.only):
+            continue
+        t0 = time.perf_counter()
+        print(f"\n=== {name}: {shlex.join(cmd) if cmd else '(in-process)'}", flush=True)
+        if name == "subset":
+            subset(w / "bm25_negs.all.jsonl", w / "bm25_negs.jsonl", a.train_queries, a.seed)
+        elif name == "subset2":
+            subset(w / "stage1_negs.all.jsonl", w / "stage1_negs.jsonl", a.train_queries, a.seed)
+            # the distillation groups come from the stage-2 training data (stage-1 negatives)
+            shutil.copy(w / "stage1_negs.jsonl", w / "stage2_negs.jsonl")
+        elif name == "export":
+            recipe = {"recipe": "benchmarks/train_default.py", "settings": log["settings"], "stages": log["stages"]}
+            export_fp16(w / "stage3", RESOURCES / "simlm-default", {**recipe, "model": "SimLM stage 3 (distilled)"})
+            export_fp16(w / "reranker", RESOURCES / "reranker-default", {**recipe, "model": "cross-encoder re-ranker"})
+        else:
+            proc = subprocess.run(cmd, cwd=ROOT)
+            if proc.returncode != 0:
+                print(f"stage {name} failed (exit {proc.returncode})", file=sys.stderr)
+                return proc.returncode
+        log["stages"][name] = {"seconds": round(time.perf_counter() - t0, 1), "command": shlex.join(cmd) if cmd else ""}
+        with atomic_write(log_path) as fh:
+            json.dump(log, fh, indent=2)
+        print(f"=== {name} done in {log['stages'][name]['seconds']:.0f}s", flush=True)
+    total = sum(s["seconds"] for s in log["stages"].values())
+    print(f"\nrecipe wall time (all recorded stages): {total / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Retrieval systems for the benchmark: BM25, dense (SimLM and off-the-shelf), re-ranking.
+
+Each system has ``name``, ``note``, ``prepare(collection, work_dir) -> IndexInfo`` and
+``search(queries, k) -> SearchResult`` (per-query latency measured one query at a time, query
+encoding included). Indexes are cached under ``work_dir`` keyed by corpus and model content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simlm_ir.bm25 import BM25Searcher, SearchResult, build_lucene_index, corpus_fingerprint
+from simlm_ir.collections import Collection
+from simlm_ir.progress import progress
+
+
+@dataclass
+class IndexInfo:
+    size_bytes: int | None
+    build_seconds: float | None  # time the index took to build (recorded with cached indexes)
+
+
+def model_fingerprint(path: str) -> str:
+    """Content hash of a local checkpoint's weights (a hub id hashes as its name)."""
+    h = hashlib.sha256()
+    p = Path(path)
+    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")) if p.is_dir() else []
+    if not files:
+        h.update(str(path).encode())
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class BM25System:
+    """BM25 over a Lucene index of title+text ("flat"), via Pyserini."""
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 2, name: str = "BM25", note: str = ""):
+        self.k1, self.b, self.threads, self.name, self.note = k1, b, threads, name, note
+        self.searcher: BM25Searcher | None = None
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        fingerprint, n = corpus_fingerprint(collection.passages())
+        # keyed by corpus content, so every split of a collection shares one index
+        info = build_lucene_index(collection.passages(), Path(work_dir) / "lucene" / fingerprint[:16],
+                                  threads=self.threads, fingerprint=fingerprint, num_docs=n)
+        self.searcher = BM25Searcher(info.path, self.k1, self.b)
+        return IndexInfo(info.size_bytes, info.build_seconds)
+
+    def search(self, queries, k):
+        return self.searcher.search(queries, k)
+
+
+class MeanPoolingEncoder:
+    """A sentence-transformers style encoder (mean pooling, L2 norm, plain text) via Pyserini's
+    Auto encoders, exposing the interface our FAISS index builder uses."""
+
+    def __init__(self, checkpoint: str, max_length: int = 256):
+        from pyserini.encode import AutoDocumentEncoder, AutoQueryEncoder
+
+        from simlm_ir.checkpoints import resolve_checkpoint
+
+        self.path = self.name = resolve_checkpoint(checkpoint)
+        self.passage_max_length = max_length
+        self.doc = AutoDocumentEncoder(self.path, device="cpu", pooling="mean", l2_norm=True)
+        self.query = AutoQueryEncoder(self.path, device="cpu", pooling="mean", l2_norm=True)
+        self.dim = int(self.doc.model.config.hidden_size)
+
+    def encode_passages(self, texts, titles=None, batch_size=None):
+        contents = [t if not title or title == "-" else f"{title} {t}" for t, title in zip(texts, titles or [None] * len(texts))]
+        bs = batch_size or 64
+        return np.concatenate([self.doc.encode(contents[i:i + bs], max_length=self.passage_max_length)
+                               for i in range(0, len(contents), bs)]).astype(np.float32)
+
+    def encode_queries(self, queries):
+        return np.stack([self.query.encode(q) for q in queries]).astype(np.float32)
+
+
+class DenseSystem:
+    """A bi-encoder over a flat inner-product FAISS index in Pyserini's layout.
+
+    ``encoder``: a checkpoint name/path (SimLM input format, [CLS] pooling), or ``("mean", path)``
+    for a mean-pooling sentence encoder such as all-MiniLM-L6-v2 off the shelf.
+    """
+
+    def __init__(self, name: str, checkpoint: str, pooling: str = "cls", note: str = "", batch_size: int = 64):
+        self.name, self.checkpoint, self.pooling, self.note, self.batch_size = name, checkpoint, pooling, note, batch_size
+        self.searcher = None
+
+    def _encoder(self):
+        if self.pooling == "mean":
+            return MeanPoolingEncoder(self.checkpoint)
+        from simlm_ir.encode.simlm import SimLMEncoder
+
+        return SimLMEncoder(self.checkpoint, batch_size=self.batch_size)
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        from simlm_ir.encode.faiss_index import DenseSearcher, build_index
+
+        encoder = self._encoder()
+        corpus_fp, _ = corpus_fingerprint(collection.passages())
+        index_dir = Path(work_dir) / "faiss" / f"{self.pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}"
+        timing = index_dir / "simlm_ir_build.json"
+        if timing.exists() and (index_dir / "index").exists():
+            seconds = json.loads(timing.read_text())["build_seconds"]
+        else:
+            start = time.perf_counter()
+            build_index(collection.dataset_id, encoder, index_dir, batch_size=self.batch_size)
+            seconds = time.perf_counter() - start
+            timing.write_text(json.dumps({"build_seconds": seconds}))
+        self.searcher = DenseSearcher(index_dir, encoder)
+        size = (index_dir / "index").stat().st_size + (index_dir / "docid").stat().st_size
+        return IndexInfo(size, seconds)
+
+    def search(self, queries, k):
+        run, latencies = {}, []
+        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
+            start = time.perf_counter()
+            hits = self.searcher.search(text, k)
+            latencies.append((time.perf_counter() - start) * 1000)
+            run[qid] = {h.docid: h.score for h in hits}
+        return SearchResult(run, latencies)
+
+
+class RerankSystem:
+    """BM25 top-``depth`` re-scored by a cross-encoder; latency = BM25 + re-ranking per query."""
+
+    def __init__(self, checkpoint: str, depth: int = 100, name: str = "BM25 + re-ranker", note: str = "",
+                 bm25: BM25System | None = None):
+        self.checkpoint, self.depth, self.name, self.note = checkpoint, depth, name, note
+        self.bm25 = bm25 or BM25System()
+        self.docs: dict[str, tuple[str, str]] = {}
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        from simlm_ir.modeling.reranker import CrossEncoder
+
+        info = self.bm25.prepare(collection, work_dir)
+        self.docs = {p.id: (p.title, p.text) for p in collection.passages()}
+        self.ce = CrossEncoder(self.checkpoint)
+        return info
+
+    def search(self, queries, k):
+        first = self.bm25.search(queries, self.depth)
+        run, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
+        return SearchResult(run, [a + b for a, b in zip(first.latencies_ms, latencies)])
