@@ -7,7 +7,6 @@ import re
 from dataclasses import replace
 
 import pytest
-import torch
 
 from simlm_ir.errors import CheckpointError, InputFormatError, SimLMIRError
 from simlm_ir.train.pretrain import DataOrder, PretrainConfig, checkpoints, main, pretrain
