@@ -16,23 +16,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
-from simlm_ir.systems import BM25System  # noqa: E402
+from simlm_ir.systems import SYSTEM_CHOICES, build_systems  # noqa: E402
 from simlm_ir.embedded import DEFAULT_DATASET  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.evaluation import DEFAULT_MEASURES  # noqa: E402
 
 
-def build_systems(args) -> list:
-    systems = []
-    if "bm25" in args.systems:
-        systems.append(BM25System(k1=args.k1, b=args.b, threads=args.threads))
-    return systems
+def parse_dense(items) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: --dense expects NAME=CHECKPOINT, got {item!r}")
+        name, ckpt = item.split("=", 1)
+        out[name] = ckpt
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=[DEFAULT_DATASET], help="ir_datasets ids (default: %(default)s)")
-    ap.add_argument("--systems", nargs="+", default=["bm25"], choices=["bm25"], help="systems to run")
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEM_CHOICES), choices=SYSTEM_CHOICES,
+                    help="systems to run (default: all; 'recorded' = runs under runs/<collection>/recorded/)")
+    ap.add_argument("--dense", nargs="*", metavar="NAME=CHECKPOINT", help="extra SimLM-format dense systems")
+    ap.add_argument("--record", action="store_true",
+                    help="also record the --dense systems' runs under runs/<collection>/recorded/ for later tables")
+    ap.add_argument("--rerank-depth", type=int, default=100, help="BM25 depth the re-ranker re-scores")
     ap.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help="ir-measures names")
     ap.add_argument("--hits", type=int, default=1000, help="depth of each run")
     ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
@@ -41,10 +49,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
     ap.add_argument("--work-dir", default="work", help="cache for indexes")
     args = ap.parse_args(argv)
+    dense = parse_dense(args.dense)
     for dataset in args.datasets:
+        recorded = Path(args.runs_dir) / dataset.replace("/", "-") / "recorded"
         try:
-            _, table = run_benchmark(dataset, build_systems(args), args.runs_dir, args.work_dir,
-                                     args.measures, args.hits)
+            systems = build_systems(args.systems, recorded, dense, args.k1, args.b, args.threads, args.rerank_depth)
+            _, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
+                                     record=set(dense) if args.record else set())
         except SimLMIRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -17,7 +17,7 @@ from simlm_ir.collections import Collection, load_collection
 from simlm_ir.evaluation import DEFAULT_MEASURES, evaluate
 from simlm_ir.leaderboard import SystemResult, to_markdown, write_leaderboard
 from simlm_ir.runs import write_trec_run
-from simlm_ir.systems import IndexInfo
+from simlm_ir.systems import IndexInfo, record_run
 
 
 class System(Protocol):
@@ -33,10 +33,12 @@ def file_stem(name: str) -> str:
 
 
 def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", work_dir="work",
-                  measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000) -> tuple[list[SystemResult], str]:
+                  measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000,
+                  record: set[str] = frozenset()) -> tuple[list[SystemResult], str]:
     """Index, search and evaluate every system on ``dataset_id``; write runs and the leaderboard.
 
-    Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``.
+    Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``;
+    systems named in ``record`` are also recorded under ``runs/<collection>/recorded/``.
     """
     collection = load_collection(dataset_id)
     queries, qrels = collection.queries, collection.qrels
@@ -46,6 +48,9 @@ def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", w
         info = system.prepare(collection, Path(work_dir))
         searched = system.search(queries, hits)
         write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
+        if system.name in record:
+            record_run(out_dir / "recorded", file_stem(system.name), system.name, getattr(system, "note", ""),
+                       searched, info, {"checkpoint": str(getattr(system, "checkpoint", ""))})
         results.append(SystemResult(
             name=system.name, evaluation=evaluate(searched.run, qrels, measures),
             index_bytes=info.size_bytes,

@@ -15,8 +15,9 @@ from pathlib import Path
 from simlm_ir.errors import CheckpointError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The small SimLM retriever trained by benchmarks/train_default.py and shipped with the package.
+# The small SimLM retriever and its re-ranker, trained by benchmarks/train_default.py and shipped.
 DEFAULT_SIMLM_DIR = PACKAGE_DIR / "resources" / "simlm-default"
+DEFAULT_RERANKER_DIR = PACKAGE_DIR / "resources" / "reranker-default"
 
 # Public checkpoints (hub ids); usable whenever the hub or a local HF cache has them.
 PUBLIC_SIMLM = {
@@ -44,6 +45,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
                 f"the default SimLM checkpoint is not built yet ({DEFAULT_SIMLM_DIR} is missing); "
                 "build it with `python benchmarks/train_default.py` or pass a checkpoint path")
         return str(DEFAULT_SIMLM_DIR)
+    if name == "reranker-default":
+        if not (DEFAULT_RERANKER_DIR / "config.json").exists():
+            raise CheckpointError(f"the default re-ranker is not built yet ({DEFAULT_RERANKER_DIR} is missing); "
+                                  "build it with `python benchmarks/train_default.py`")
+        return str(DEFAULT_RERANKER_DIR)
     if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_dir())
     if name in PUBLIC_SIMLM:

@@ -151,3 +151,92 @@ class RerankSystem:
         first = self.bm25.search(queries, self.depth)
         run, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
         return SearchResult(run, [a + b for a, b in zip(first.latencies_ms, latencies)])
+
+
+class RecordedRunSystem:
+    """A run recorded earlier (``runs/<collection>/recorded/<stem>.trec.gz`` + ``<stem>.json``).
+
+    Used for ablation rows whose checkpoints are not shipped (e.g. the intermediate fine-tuning
+    stages of the default model): the run itself is evaluated afresh every time; index size, build
+    time and per-query latencies are the ones measured when it was recorded.
+    """
+
+    def __init__(self, meta_path: Path):
+        self.meta_path = Path(meta_path)
+        self.meta = json.loads(self.meta_path.read_text())
+        self.name, self.note = self.meta["name"], self.meta.get("note", "") or "recorded run"
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        return IndexInfo(self.meta.get("index_bytes"), self.meta.get("build_seconds"))
+
+    def search(self, queries, k):
+        import gzip
+
+        run: dict[str, dict[str, float]] = {}
+        with gzip.open(self.meta_path.with_suffix(".trec.gz"), "rt", encoding="utf-8") as fh:
+            for line in fh:
+                qid, _, docid, rank, score, _ = line.split()
+                if qid in queries and int(rank) <= k:
+                    run.setdefault(qid, {})[docid] = float(score)
+        return SearchResult(run, self.meta.get("latencies_ms", []))
+
+
+def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchResult, info: IndexInfo,
+               extra: dict | None = None) -> Path:
+    """Write a run (gzipped TREC) and its measurements so :class:`RecordedRunSystem` can replay it."""
+    import gzip
+
+    from simlm_ir.io_utils import atomic_write
+    from simlm_ir.runs import ranked
+
+    out_dir = Path(out_dir)
+    with atomic_write(out_dir / f"{stem}.trec.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        for qid, docs in result.run.items():
+            for rank, (docid, score) in enumerate(ranked(docs), 1):
+                fh.write(f"{qid} Q0 {docid} {rank} {score:.6f} {stem}\n".encode())
+    meta = {"name": name, "note": note, "index_bytes": info.size_bytes, "build_seconds": info.build_seconds,
+            "latencies_ms": [round(x, 3) for x in result.latencies_ms], **(extra or {})}
+    with atomic_write(out_dir / f"{stem}.json") as fh:
+        json.dump(meta, fh, indent=1)
+    return out_dir / f"{stem}.json"
+
+
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "recorded", "rerank")
+
+
+def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
+                  k1: float = 0.9, b: float = 0.4, threads: int = 2, rerank_depth: int = 100,
+                  simlm: str = "simlm", reranker: str = "reranker-default", say=print) -> list:
+    """The benchmark's systems by short name, in leaderboard order; unavailable ones are skipped
+    with a one-line message (e.g. the default SimLM before ``benchmarks/train_default.py`` ran)."""
+    from simlm_ir.checkpoints import resolve_checkpoint
+    from simlm_ir.errors import CheckpointError
+
+    bm25 = BM25System(k1=k1, b=b, threads=threads)
+    systems: list = []
+    for name in names:
+        if name == "bm25":
+            systems.append(bm25)
+        elif name == "minilm":
+            systems.append(DenseSystem("MiniLM-L6 (off the shelf)", "minilm", pooling="mean",
+                                       note="all-MiniLM-L6-v2, mean pooling; trained on MS MARCO among others"))
+        elif name == "simlm":
+            try:
+                resolve_checkpoint(simlm)
+            except CheckpointError as exc:
+                say(f"skipping SimLM: {exc}")
+                continue
+            systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages"))
+        elif name == "recorded" and recorded_dir is not None and Path(recorded_dir).is_dir():
+            systems += [RecordedRunSystem(p) for p in sorted(Path(recorded_dir).glob("*.json"))]
+        elif name == "rerank":
+            try:
+                resolve_checkpoint(reranker)
+            except CheckpointError as exc:
+                say(f"skipping the re-ranker: {exc}")
+                continue
+            systems.append(RerankSystem(reranker, rerank_depth, name=f"BM25 + re-ranker (top {rerank_depth})",
+                                        note="MiniLM cross-encoder, the distillation teacher", bm25=bm25))
+    for label, ckpt in (dense or {}).items():
+        systems.append(DenseSystem(label, ckpt))
+    return systems

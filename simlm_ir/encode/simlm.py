@@ -8,9 +8,9 @@ so ``from simlm_ir.encode.simlm import SimLMQueryEncoder`` imports ``pyserini.en
 Choosing our classes from Pyserini's command lines (its ``--encoder-class`` choices are fixed):
 any ``--encoder`` value containing ``simlm`` picks them by Pyserini's substring rule, and a
 ``simlm:`` prefix forces them for any checkpoint, e.g. ``--encoder simlm:/path/to/ckpt`` or
-``--encoder simlm:minilm``; our constructors strip the prefix. Pyserini tries its own keywords
-(``dpr``, ``ance``, ``auto``, ``clip``, ``dse``...) first, so the rest of the path must not contain
-them (``/data/performance/ckpt`` contains ``ance``). Example (``--dimension`` must be the model's
+``--encoder simlm:minilm``; our constructors strip the prefix. ``simlm`` is registered *before*
+Pyserini's own keywords (``dpr``, ``ance``, ``auto``...), so a path such as
+``/data/performance/simlm-ckpt`` still gets our classes. Example (``--dimension`` must be the model's
 hidden size: 768 for SimLM base, 384 for MiniLM; ``--fields title text`` in *both* sections feeds
 titles)::
 

@@ -1,0 +1,36 @@
+from simlm_ir.bm25 import SearchResult
+from simlm_ir.checkpoints import DEFAULT_SIMLM_DIR
+from simlm_ir.systems import IndexInfo, RecordedRunSystem, build_systems, model_fingerprint, record_run
+
+
+def test_recorded_run_replays_run_and_measurements(tmp_path):
+    run = {"q1": {"d1": 2.0, "d2": 1.5, "d3": 0.1}, "q2": {"d9": 0.3}}
+    meta = record_run(tmp_path, "stage-1", "SimLM stage 1", "BM25 negatives", SearchResult(run, [1.0, 2.5]),
+                      IndexInfo(1234, 5.5), {"checkpoint": "work/stage1"})
+    system = RecordedRunSystem(meta)
+    assert system.name == "SimLM stage 1" and system.note == "BM25 negatives"
+    info = system.prepare(None, tmp_path)
+    assert (info.size_bytes, info.build_seconds) == (1234, 5.5)
+    replay = system.search({"q1": "x", "q2": "y"}, k=2)
+    assert replay.run == {"q1": {"d1": 2.0, "d2": 1.5}, "q2": {"d9": 0.3}}
+    assert replay.latencies_ms == [1.0, 2.5]
+    assert system.search({"q2": "y"}, k=10).run == {"q2": {"d9": 0.3}}
+
+
+def test_model_fingerprint_follows_weights(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights-a")
+    a = model_fingerprint(str(tmp_path))
+    (tmp_path / "model.safetensors").write_bytes(b"weights-b")
+    assert model_fingerprint(str(tmp_path)) != a
+    assert model_fingerprint("intfloat/simlm-base-msmarco") == model_fingerprint("intfloat/simlm-base-msmarco")
+
+
+def test_build_systems_order_and_missing_checkpoints(tmp_path):
+    said = []
+    systems = build_systems(["bm25", "minilm", "recorded"], recorded_dir=tmp_path / "none", say=said.append)
+    assert [s.name for s in systems] == ["BM25", "MiniLM-L6 (off the shelf)"]
+    systems = build_systems(["simlm"], reranker="reranker-default", say=said.append)
+    if not (DEFAULT_SIMLM_DIR / "config.json").exists():
+        assert systems == [] and "not built yet" in said[-1]
+    else:
+        assert [s.name for s in systems] == ["SimLM"]
