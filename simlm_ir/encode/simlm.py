@@ -185,6 +185,27 @@ class SimLMEncoder:
             yield order[start:start + rows], width
             start += rows
 
+    def pad(self, input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None = None
+            ) -> dict[str, torch.Tensor]:
+        """Right-pad a batch of token id lists to its longest member, as model inputs on our device."""
+        width = max(len(x) for x in input_ids)
+        ids = np.full((len(input_ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(input_ids), width), dtype=np.int64)
+        types = np.zeros((len(input_ids), width), dtype=np.int64)
+        for row, x in enumerate(input_ids):
+            ids[row, :len(x)] = x
+            mask[row, :len(x)] = 1
+            if token_type_ids is not None and self.use_segments:
+                types[row, :len(x)] = token_type_ids[row]
+        return {"input_ids": torch.from_numpy(ids).to(self.device),
+                "attention_mask": torch.from_numpy(mask).to(self.device),
+                "token_type_ids": torch.from_numpy(types).to(self.device)}
+
+    def cls_vectors(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L2-normalised last-layer [CLS] of a padded batch (differentiable: used for training)."""
+        hidden = self.model(**batch).last_hidden_state
+        return torch.nn.functional.normalize(hidden[:, 0].float(), p=2, dim=-1)
+
     def _encode_ids(self, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
                     batch_size: int | None) -> np.ndarray:
         n = len(input_ids)
@@ -193,21 +214,10 @@ class SimLMEncoder:
             return out
         lengths = np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=n)
         with torch.inference_mode():
-            for idx, width in self._micro_batches(lengths, batch_size or self.batch_size):
-                ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                types = np.zeros((len(idx), width), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    L = lengths[i]
-                    ids[row, :L] = input_ids[i]
-                    mask[row, :L] = 1
-                    if token_type_ids is not None:
-                        types[row, :L] = token_type_ids[i]
-                hidden = self.model(input_ids=torch.from_numpy(ids).to(self.device),
-                                    attention_mask=torch.from_numpy(mask).to(self.device),
-                                    token_type_ids=torch.from_numpy(types).to(self.device)).last_hidden_state
-                cls = torch.nn.functional.normalize(hidden[:, 0].float(), p=2, dim=-1)
-                out[idx] = cls.cpu().numpy()
+            for idx, _ in self._micro_batches(lengths, batch_size or self.batch_size):
+                batch = self.pad([input_ids[i] for i in idx],
+                                 None if token_type_ids is None else [token_type_ids[i] for i in idx])
+                out[idx] = self.cls_vectors(batch).cpu().numpy()
         return out
 
 

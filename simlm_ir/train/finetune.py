@@ -62,25 +62,6 @@ class FinetuneConfig:
     progress: bool = True
 
 
-def pad(enc: dict, pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Pad tokenizer output (lists, unpadded) to the longest member of the batch."""
-    ids = enc["input_ids"]
-    width = max(len(x) for x in ids)
-    out = {"input_ids": torch.full((len(ids), width), pad_id, dtype=torch.long),
-           "attention_mask": torch.zeros((len(ids), width), dtype=torch.long),
-           "token_type_ids": torch.zeros((len(ids), width), dtype=torch.long)}
-    for row, x in enumerate(ids):
-        out["input_ids"][row, :len(x)] = torch.tensor(x)
-        out["attention_mask"][row, :len(x)] = 1
-        if "token_type_ids" in enc:
-            out["token_type_ids"][row, :len(x)] = torch.tensor(enc["token_type_ids"][row])
-    return {k: v.to(device) for k, v in out.items()}
-
-
-def cls_vectors(model, batch: dict) -> torch.Tensor:
-    return torch.nn.functional.normalize(model(**batch).last_hidden_state[:, 0], p=2, dim=-1)
-
-
 def finetune(cfg: FinetuneConfig) -> list[dict]:
     """Fine-tune (or resume); returns the loss log records of this call."""
     from simlm_ir.encode.simlm import SimLMEncoder
@@ -107,12 +88,10 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
         torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout
         batch = [examples[i] for i in order.indices(step)]
         groups = [sample_group(ex, cfg.group_size - 1, rng, doc_ids, cfg.negatives_top or None) for ex in batch]
-        q = cls_vectors(model, pad(enc.tokenize_queries([ex.query for ex in batch]), enc.pad_id, enc.device))
+        q = enc.cls_vectors(enc.pad(enc.tokenize_queries([ex.query for ex in batch])["input_ids"]))
         flat = [d for g in groups for d in g]
         p_enc = enc.tokenize_passages([docs[d][1] for d in flat], [docs[d][0] for d in flat])
-        if not enc.use_segments:
-            p_enc.pop("token_type_ids", None)
-        p = cls_vectors(model, pad(p_enc, enc.pad_id, enc.device))
+        p = enc.cls_vectors(enc.pad(p_enc["input_ids"], p_enc["token_type_ids"]))
         if cfg.kd_teacher:
             teacher = torch.tensor([[ex.teacher_scores.get(d, min(ex.teacher_scores.values())) for d in g]
                                     for ex, g in zip(batch, groups)], device=q.device)
