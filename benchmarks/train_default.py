@@ -48,7 +48,7 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
     py = [sys.executable, "-m"]
     def ft(group: int) -> list[str]:
         return ["--corpus", DATASET, "--batch-size", str(a.batch_size), "--group-size", str(group),
-                "--epochs", str(a.epochs), "--warmup-steps", "20", "--save-steps", "50", "--seed", str(a.seed)]
+                "--epochs", str(a.epochs), "--warmup-steps", "4", "--save-steps", "50", "--seed", str(a.seed)]
 
     return [
         ("mine-bm25", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "bm25", "--depth", "100",
@@ -57,7 +57,7 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", DATASET, "--init", "minilm",
                            "--output", str(w / "pretrained"), "--generator", "mlm-warmup",
                            "--generator-warmup-steps", str(a.generator_steps), "--max-steps", str(a.pretrain_steps),
-                           "--batch-size", str(a.pretrain_batch), "--lr", "1e-4", "--warmup-steps", "30",
+                           "--batch-size", str(a.pretrain_batch), "--lr", "1e-4", "--warmup-steps", "4",
                            "--max-length", "144", "--save-steps", "100", "--seed", str(a.seed), "--no-progress"]),
         ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
                              "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size)]),
@@ -72,7 +72,7 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / "stage1_negs.jsonl"), "--init", "minilm",
                            "--output", str(w / "reranker"), "--corpus", DATASET, "--group-size", str(a.group_size),
                            "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", "3e-5",
-                           "--warmup-steps", "20", "--save-steps", "50", "--seed", str(a.seed)]),
+                           "--warmup-steps", "4", "--save-steps", "50", "--seed", str(a.seed)]),
         ("teacher", py + ["simlm_ir.train.teacher_scores", "--reranker", str(w / "reranker"),
                           "--train-file", str(w / "stage2_negs.jsonl"), "--negatives", str(a.kd_group_size - 1),
                           "--output", str(w / "teacher.jsonl"), "--corpus", DATASET]),
@@ -116,17 +116,17 @@ def main(argv=None) -> int:
     ap.add_argument("--work-dir", type=Path, default=ROOT / "work" / "default")
     ap.add_argument("--from-stage", default=None, help="skip the stages before this one")
     ap.add_argument("--only", nargs="*", default=None, help="run only these stages")
-    ap.add_argument("--train-queries", type=int, default=1024)
+    ap.add_argument("--train-queries", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--kd-group-size", type=int, default=8)
     ap.add_argument("--rerank-batch", type=int, default=8)
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--kd-lr", type=float, default=3e-5)
-    ap.add_argument("--pretrain-steps", type=int, default=300)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--kd-lr", type=float, default=5e-5)
+    ap.add_argument("--pretrain-steps", type=int, default=40)
     ap.add_argument("--pretrain-batch", type=int, default=16)
-    ap.add_argument("--generator-steps", type=int, default=200)
+    ap.add_argument("--generator-steps", type=int, default=50)
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args(argv)
     w = a.work_dir

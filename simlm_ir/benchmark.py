@@ -32,15 +32,16 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-").lower()
 
 
-def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", work_dir="work",
+def run_benchmark(dataset, systems: Sequence[System], runs_dir="runs", work_dir="work",
                   measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000,
                   record: set[str] = frozenset()) -> tuple[list[SystemResult], str]:
-    """Index, search and evaluate every system on ``dataset_id``; write runs and the leaderboard.
+    """Index, search and evaluate every system on ``dataset`` (an ir_datasets id or a collection
+    object such as :class:`~simlm_ir.collections.LocalCollection`); write runs and the leaderboard.
 
     Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``;
     systems named in ``record`` are also recorded under ``runs/<collection>/recorded/``.
     """
-    collection = load_collection(dataset_id)
+    collection = load_collection(dataset) if isinstance(dataset, str) else dataset
     queries, qrels = collection.queries, collection.qrels
     out_dir = Path(runs_dir) / collection.slug
     results: list[SystemResult] = []
@@ -56,6 +57,6 @@ def run_benchmark(dataset_id: str, systems: Sequence[System], runs_dir="runs", w
             index_bytes=info.size_bytes,
             latency_ms=statistics.fmean(searched.latencies_ms) if searched.latencies_ms else None,
             encode_s=info.build_seconds, note=getattr(system, "note", "")))
-    title = f"{dataset_id}: {len(qrels)} judged queries"
+    title = f"{collection.dataset_id}: {len(qrels)} judged queries"
     write_leaderboard(results, measures, out_dir, title)
     return results, to_markdown(results, measures, title)

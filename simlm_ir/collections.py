@@ -139,6 +139,87 @@ class Collection:
         """Directory name for this collection under runs/ and the work dir."""
         return self.dataset_id.replace("/", "-")
 
+    @property
+    def corpus_source(self) -> str:
+        """What corpus readers (``iter_passages``) take for this collection's documents."""
+        return self.dataset_id
+
 
 def load_collection(dataset_id: str) -> Collection:
     return Collection(dataset_id)
+
+
+def read_topics_tsv(path) -> dict[str, str]:
+    """Pyserini/Anserini TSV topics: ``qid<TAB>query`` per line; empty or duplicate queries are errors."""
+    topics: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n\r")
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise InputFormatError(path, lineno, "expected 'qid<TAB>query text'")
+            qid, text = line.split("\t", 1)
+            if not text.strip():
+                raise InputFormatError(path, lineno, f"query {qid!r} is empty")
+            if qid in topics:
+                raise InputFormatError(path, lineno, f"duplicate query id {qid!r}")
+            topics[qid] = text
+    if not topics:
+        raise InputFormatError(path, None, "no topics")
+    return topics
+
+
+def read_trec_qrels(path) -> dict[str, dict[str, int]]:
+    """TREC qrels: ``qid iteration docid relevance`` per line."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                raise InputFormatError(path, lineno, f"expected 4 columns 'qid 0 docid relevance', got {len(parts)}")
+            try:
+                qrels.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+            except ValueError:
+                raise InputFormatError(path, lineno, f"relevance {parts[3]!r} is not an integer") from None
+    return qrels
+
+
+@dataclass
+class LocalCollection:
+    """A collection from files in the field's formats: JSONL corpus, TSV topics, TREC qrels."""
+
+    corpus: str
+    topics: str
+    qrels_file: str
+    name: str = ""
+
+    @property
+    def dataset_id(self) -> str:
+        return self.name or Path(self.topics).stem
+
+    @property
+    def corpus_source(self) -> str:
+        return self.corpus
+
+    def passages(self) -> Iterator[Passage]:
+        from simlm_ir.corpus import read_jsonl_corpus
+
+        return read_jsonl_corpus(self.corpus)
+
+    def docs_count(self) -> int | None:
+        return None
+
+    @cached_property
+    def queries(self) -> dict[str, str]:
+        return read_topics_tsv(self.topics)
+
+    @cached_property
+    def qrels(self) -> dict[str, dict[str, int]]:
+        return check_qrels_queries(read_trec_qrels(self.qrels_file), self.queries, str(self.qrels_file))
+
+    @property
+    def slug(self) -> str:
+        return self.dataset_id.replace("/", "-")

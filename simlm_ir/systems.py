@@ -113,7 +113,7 @@ class DenseSystem:
             seconds = json.loads(timing.read_text())["build_seconds"]
         else:
             start = time.perf_counter()
-            build_index(collection.dataset_id, encoder, index_dir, batch_size=self.batch_size)
+            build_index(collection.corpus_source, encoder, index_dir, batch_size=self.batch_size)
             seconds = time.perf_counter() - start
             timing.write_text(json.dumps({"build_seconds": seconds}))
         self.searcher = DenseSearcher(index_dir, encoder)

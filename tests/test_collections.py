@@ -58,3 +58,25 @@ def test_beir_layout_is_read_offline():
     assert passages[0].title == "Microstructural development of human brain"
     assert col.queries == {"1": "0-dimensional biomaterials show inductive properties."}
     assert col.qrels == {"1": {"4983": 1}}
+
+
+def test_local_collection_in_pyserini_formats(tmp_path):
+    from simlm_ir.collections import LocalCollection
+    from simlm_ir.errors import InputFormatError
+
+    (tmp_path / "corpus.jsonl").write_text('{"id": "d1", "contents": "Lucene powers Anserini"}\n'
+                                           '{"id": "d2", "title": "FAISS", "text": "vector search"}\n')
+    (tmp_path / "topics.tsv").write_text("1\twhat powers anserini\n2\tvector search library\n")
+    (tmp_path / "qrels.txt").write_text("1 0 d1 1\n2 0 d2 2\n9 0 d1 1\n")
+    col = LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"), str(tmp_path / "qrels.txt"), "mini")
+    assert [p.id for p in col.passages()] == ["d1", "d2"]
+    with pytest.warns(UserWarning, match="1 judged queries are not in the topics"):
+        assert col.qrels == {"1": {"d1": 1}, "2": {"d2": 2}}
+    assert col.slug == "mini" and col.corpus_source.endswith("corpus.jsonl")
+
+    (tmp_path / "bad.tsv").write_text("1\tok\n2\t   \n")
+    with pytest.raises(InputFormatError, match=r"bad.tsv:2: query '2' is empty"):
+        LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "bad.tsv"), str(tmp_path / "qrels.txt")).queries
+    (tmp_path / "bad_qrels.txt").write_text("1 0 d1 1\n2 d2 1\n")
+    with pytest.raises(InputFormatError, match=r"bad_qrels.txt:2: expected 4 columns"):
+        LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"), str(tmp_path / "bad_qrels.txt")).qrels
