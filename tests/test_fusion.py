@@ -1,0 +1,150 @@
+"""Fusion: Pyserini's normalised interpolation and RRF by hand and against Pyserini, alpha tuning,
+and FusionSystem (cached components, summed latency/size, no tuning on the evaluated split)."""
+
+import ast
+import importlib.util
+from collections import namedtuple
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from simlm_ir.bm25 import SearchResult
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.fusion import FusionSystem, alpha_sweep, interpolate, rrf, tune_alpha
+from simlm_ir.runs import ranked
+from simlm_ir.systems import IndexInfo
+
+Hit = namedtuple("Hit", "docid score")
+
+
+def pyserini_hybrid():
+    """Pyserini's own ``HybridSearcher._hybrid_results``, compiled from its source file, so the test
+    does not import ``pyserini.search`` (which starts the JVM and loads every encoder)."""
+    root = Path(importlib.util.find_spec("pyserini").submodule_search_locations[0])
+    src = root / "search" / "hybrid" / "_searcher.py"
+    tree = ast.parse(src.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "HybridSearcher")
+    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "_hybrid_results")
+    fn.decorator_list = []
+    ns = {"DenseSearchResult": Hit}
+    exec(compile(ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[])), str(src), "exec"), ns)
+    return ns["_hybrid_results"]
+
+
+def test_interpolation_by_hand():
+    dense = {"q": {"a": 3.0, "b": 1.0}}
+    sparse = {"q": {"b": 10.0, "c": 0.0}}
+    # dense: min 1, max 3 -> a (3-2)/2 = .5, b -.5, c missing -> min -> -.5
+    # sparse: min 0, max 10 -> b (10-5)/10 = .5, c -.5, a missing -> min -> -.5
+    fused = interpolate(dense, sparse, alpha=0.5)["q"]
+    assert fused == pytest.approx({"a": 0.25, "b": -0.25, "c": -0.75})
+    assert [d for d, _ in ranked(fused)] == ["a", "b", "c"]
+    # without normalisation: raw scores, missing -> the run's minimum
+    raw = interpolate(dense, sparse, alpha=0.5, normalization=False)["q"]
+    assert raw == pytest.approx({"a": 3.0 + 0.5 * 0.0, "b": 1.0 + 0.5 * 10.0, "c": 1.0 + 0.5 * 0.0})
+    assert list(interpolate(dense, sparse, alpha=0.5, hits=1)["q"]) == ["a"]
+
+
+def test_interpolation_matches_pyserini_hybrid_searcher():
+    reference = pyserini_hybrid()
+    dense = {"d1": 0.91, "d2": 0.85, "d3": 0.80, "d4": 0.42}
+    sparse = {"d3": 12.5, "d5": 9.1, "d2": 7.7, "d6": 3.0}
+    for alpha in (0.1, 0.5, 1.3):
+        for norm in (True, False):
+            ours = interpolate({"q": dense}, {"q": sparse}, alpha, normalization=norm)["q"]
+            theirs = reference([Hit(d, s) for d, s in dense.items()], [Hit(d, s) for d, s in sparse.items()],
+                               alpha, k=100, normalization=norm)
+            assert ours == pytest.approx({h.docid: h.score for h in theirs}, abs=1e-12)
+            # same order up to ties (Pyserini orders tied documents by set iteration)
+            assert [round(s, 12) for _, s in ranked(ours)] == [round(h.score, 12) for h in theirs]
+
+
+def test_degenerate_runs_do_not_divide_by_zero():
+    fused = interpolate({"q": {"a": 2.0}}, {"q": {}}, alpha=1.0)["q"]
+    assert fused == {"a": pytest.approx(-0.5)}  # a alone: dense range 0 -> 0; empty sparse -> min 0 of [0, 1]
+
+
+def test_rrf_by_hand_and_through_pyserini():
+    one = {"q": {"a": 9.0, "b": 8.0, "c": 7.0}, "r": {"x": 1.0}}
+    two = {"q": {"b": 0.7, "d": 0.5}}
+    fused = rrf([one, two], k=60)
+    assert fused["q"] == pytest.approx({"a": 1 / 61, "b": 1 / 62 + 1 / 61, "c": 1 / 63, "d": 1 / 62})
+    assert [d for d, _ in ranked(fused["q"])] == ["b", "a", "d", "c"]
+    assert fused["r"] == pytest.approx({"x": 1 / 61})
+    assert list(rrf([one, two], k=60, hits=2)["q"]) == ["b", "a"]
+
+
+def test_tune_alpha_picks_the_best_on_dev_only():
+    # the dense run has the answer at rank 3; the sparse run at rank 1: weighting sparse helps
+    dense = {f"q{i}": {"x": 0.9, "y": 0.8, f"rel{i}": 0.7, "z": 0.1} for i in range(4)}
+    sparse = {f"q{i}": {f"rel{i}": 5.0, "x": 1.0, "z": 0.5} for i in range(4)}
+    qrels = {f"q{i}": {f"rel{i}": 1} for i in range(4)}
+    sweep = alpha_sweep(dense, sparse, qrels, grid=[0.0, 0.1, 2.0], measure="RR@10")
+    assert sweep == pytest.approx({0.0: 1 / 3, 0.1: 1 / 3, 2.0: 1.0})
+    assert tune_alpha(dense, sparse, qrels, grid=[0.0, 0.1, 2.0]) == 2.0
+    assert tune_alpha(dense, sparse, qrels, grid=[0.5, 2.0]) == 0.5  # 0.5 already ranks it first: a tie
+    assert tune_alpha(dense, dense, qrels, grid=[0.3, 0.1]) == 0.3  # all tie: the first in the grid
+
+
+@dataclass
+class FakeCollection:
+    dataset_id: str
+    queries: dict
+    qrels: dict = field(default_factory=dict)
+
+
+class FakeSystem:
+    def __init__(self, name, runs, size=100, latency=2.0):
+        self.name, self.note, self.runs, self.size, self.latency = name, "", runs, size, latency
+        self.searches, self.prepared = 0, []
+
+    def prepare(self, collection, work_dir):
+        self.prepared.append(collection.dataset_id)
+        return IndexInfo(self.size, 1.5)
+
+    def search(self, queries, k):
+        self.searches += 1
+        run = {q: dict(ranked(self.runs.get(q, {}))[:k]) for q in queries}
+        return SearchResult(run, [self.latency] * len(queries))
+
+
+def test_fusion_system_caches_components_and_sums_cost(tmp_path, monkeypatch):
+    test = FakeCollection("toy/test", {"t1": "x", "t2": "y"}, {"t1": {"a": 1}, "t2": {"c": 1}})
+    dev = FakeCollection("toy/dev", {"d1": "x"}, {"d1": {"r": 1}})
+    runs_a = {"t1": {"a": 0.9, "b": 0.8}, "t2": {"b": 0.9, "c": 0.1}, "d1": {"w": 0.9, "r": 0.8}}
+    runs_b = {"t1": {"b": 9.0}, "t2": {"c": 9.0, "b": 1.0}, "d1": {"r": 9.0, "w": 1.0}}
+    a, b = FakeSystem("dense", runs_a, 100, 2.0), FakeSystem("BM25", runs_b, 50, 1.0)
+    import simlm_ir.collections
+
+    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
+    hybrid = FusionSystem(a, b, tune_on="toy/dev", grid=[0.0, 2.0], depth=10)
+    rrf_sys = FusionSystem(hybrid.primary, hybrid.secondary, method="rrf", depth=10)
+    info = hybrid.prepare(test, tmp_path)
+    assert hybrid.alpha == 2.0 and "alpha=2 on BM25, tuned on toy/dev (RR@10 1.0000)" == hybrid.note
+    assert (info.size_bytes, info.build_seconds) == (150, 3.0)
+    # the components' own leaderboard rows and both fusions share one search per component
+    hybrid.primary.search(test.queries, 10)
+    res = hybrid.search(test.queries, 10)
+    rrf_res = rrf_sys.search(test.queries, 5)
+    assert a.searches == 2 and b.searches == 2  # one on dev (tuning), one on test
+    assert list(ranked(res.run["t2"]))[0][0] == "c"
+    assert all(x >= 3.0 for x in res.latencies_ms + rrf_res.latencies_ms)
+    assert rrf_sys.note == "RRF k=60"
+
+
+def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
+    test = FakeCollection("toy/test", {"t1": "x"}, {"t1": {"a": 1}})
+    a, b = FakeSystem("dense", {}), FakeSystem("BM25", {})
+    with pytest.raises(SimLMIRError, match="split being evaluated"):
+        FusionSystem(a, b, tune_on="toy/test").prepare(test, tmp_path)
+    with pytest.raises(SimLMIRError, match="fixed alpha or a held-out split"):
+        FusionSystem(a, b).prepare(test, tmp_path)
+    import simlm_ir.collections
+
+    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: FakeCollection(i, {"t1": "x"}, {}))
+    with pytest.raises(SimLMIRError, match="shares 1 queries"):
+        FusionSystem(a, b, tune_on="toy/dev").prepare(test, tmp_path)
+    # the same id for a different question (NQ's files number questions from 0) is not shared
+    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: FakeCollection(i, {"t1": "other"}, {}))
+    FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)
