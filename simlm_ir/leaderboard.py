@@ -1,17 +1,19 @@
 """The leaderboard: one row per system, metrics with significance markers, size and latency.
 
-Markdown (best value per metric in bold) and CSV (plain numbers plus p-values) are written side by
-side, atomically. Significance: two-sided paired t-test over the per-query values of each metric
-against each baseline system (BM25 and SimLM by default), marker when p < 0.05.
+Markdown (best value per metric in bold), CSV (plain numbers plus p-values) and a bar chart PNG are
+written side by side, atomically. Significance: two-sided paired t-test over the per-query values of
+each metric against each baseline system (BM25 and SimLM by default), marker when p < 0.05.
+Published numbers (from papers) go in a separate table under the measured one, never mixed in.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from scipy import stats
 
@@ -33,6 +35,15 @@ class SystemResult:
     encode_s: float | None = None  # time to build the index (encoding included)
     note: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PublishedRow:
+    """A number reported elsewhere (e.g. the SimLM paper), shown apart from what we measured."""
+
+    name: str
+    values: dict[str, float]  # measure name -> value on the 0-1 scale of our measures
+    source: str = ""
 
 
 def paired_p_value(a: dict[str, float], b: dict[str, float]) -> float | None:
@@ -72,7 +83,22 @@ def significance(results: Sequence[SystemResult], measures: Sequence[str],
     return out
 
 
-def to_markdown(results: Sequence[SystemResult], measures: Sequence[str], title: str = "") -> str:
+def published_markdown(rows: Sequence[PublishedRow], measures: Sequence[str], title: str = "Published") -> str:
+    """A separate table of published numbers for the measures we report ("–" where none)."""
+    shown = [m for m in measures if any(m in r.values for r in rows)]
+    if not rows or not shown:
+        return ""
+    header = ["System (published)", *shown, "Source"]
+    lines = [f"#### {title} (reported in papers, not measured here)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r.name, *[("–" if r.values.get(m) is None else f"{r.values[m]:.3f}") for m in shown], r.source]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(results: Sequence[SystemResult], measures: Sequence[str], title: str = "",
+                published: Sequence[PublishedRow] = ()) -> str:
     pvals = significance(results, measures)
     best = {m: max((r.evaluation.aggregate.get(m, float("-inf")) for r in results), default=None) for m in measures}
     header = ["System", *measures, "Index size", "Latency (ms/q)", "Index time (s)"]
@@ -103,7 +129,49 @@ def to_markdown(results: Sequence[SystemResult], measures: Sequence[str], title:
                if any(r.name == base for r in results)]
     if present:
         lines += ["", "; ".join(present) + ". Best value per column in bold."]
+    extra = published_markdown(published, measures)
+    if extra:
+        lines += ["", extra.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(per_dataset: Mapping[str, Sequence[SystemResult]], measure: str = "nDCG@10",
+                     title: str = "", published: Mapping[str, Sequence[PublishedRow]] | None = None) -> str:
+    """One row per system, one column per collection (``measure``) and their average.
+
+    The average covers systems measured on every collection ("–" otherwise, so no system is
+    averaged over easier subsets). Published numbers, when given, follow in their own table.
+    """
+    datasets = list(per_dataset)
+    names = list(dict.fromkeys(r.name for rows in per_dataset.values() for r in rows))
+    value = {(ds, r.name): r.evaluation.aggregate.get(measure) for ds, rows in per_dataset.items() for r in rows}
+    header = ["System", *[_short(d) for d in datasets], "Average"]
+    lines = [f"### {title}" if title else f"### {measure} per collection", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        vals = [value.get((d, name)) for d in datasets]
+        avg = None if any(v is None for v in vals) else sum(vals) / len(vals)
+        lines.append("| " + " | ".join([name, *[_cell(v) for v in vals], _cell(avg)]) + " |")
+    rows_pub = {d: [r for r in (published or {}).get(d, []) if measure in r.values] for d in datasets}
+    pub_names = list(dict.fromkeys(r.name for rows in rows_pub.values() for r in rows))
+    if pub_names:
+        lines += ["", "#### Published (reported in papers, not measured here)", "",
+                  "| " + " | ".join(["System (published)", *header[1:]]) + " |", "|" + "---|" * len(header)]
+        for name in pub_names:
+            vals = [next((r.values.get(measure) for r in rows_pub[d] if r.name == name), None) for d in datasets]
+            avg = None if any(v is None for v in vals) else sum(vals) / len(vals)
+            lines.append("| " + " | ".join([name, *[_cell(v, 3) for v in vals], _cell(avg, 3)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(dataset_id: str) -> str:
+    """``beir/scifact/test`` -> ``scifact``; other ids unchanged."""
+    parts = dataset_id.split("/")
+    return parts[1] if parts[0] == "beir" and len(parts) >= 2 else dataset_id
+
+
+def _cell(v: float | None, digits: int = 4) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
 
 
 def to_csv(results: Sequence[SystemResult], measures: Sequence[str]) -> str:
@@ -127,12 +195,54 @@ def _num(v, digits: int = 6) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def write_leaderboard(results: Sequence[SystemResult], measures: Sequence[str], out_dir, title: str = "") -> tuple[Path, Path]:
-    """Write ``leaderboard.md`` and ``leaderboard.csv`` into ``out_dir``; returns their paths."""
+def write_chart(results: Sequence[SystemResult], measures: Sequence[str], path, title: str = "") -> Path | None:
+    """A bar chart PNG (one panel per measure, one bar per system), written atomically.
+
+    Returns the path, or None when there is nothing to draw or matplotlib is missing.
+    """
+    shown = [m for m in measures if any(m in r.evaluation.aggregate for r in results)]
+    if not results or not shown:
+        return None
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        warnings.warn("matplotlib is not installed; leaderboard chart skipped", stacklevel=2)
+        return None
+    path = Path(path)
+    names = [r.name for r in results][::-1]  # first system at the top
+    fig = Figure(figsize=(3.2 * len(shown) + 1.5, 0.45 * len(results) + 1.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(shown), sharey=True, squeeze=False)[0]
+    colours = {"BM25": "#8c8c8c", "SimLM": "#d62728"}
+    for ax, m in zip(axes, shown):
+        values = [r.evaluation.aggregate.get(m, 0.0) for r in results][::-1]
+        bars = ax.barh(names, values, color=[colours.get(n, "#1f77b4") for n in names])
+        for bar, v in zip(bars, values):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}", va="center", fontsize=8)
+        ax.set_title(m, fontsize=10)
+        top = max(1.0, max(values))
+        ax.set_xlim(0, top * 1.2)  # room for the value labels
+        if top == 1.0:
+            ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
+        ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    return path
+
+
+def write_leaderboard(results: Sequence[SystemResult], measures: Sequence[str], out_dir, title: str = "",
+                      published: Sequence[PublishedRow] = ()) -> tuple[Path, Path]:
+    """Write ``leaderboard.md``, ``leaderboard.csv`` and the chart ``leaderboard.png`` into
+    ``out_dir``; returns the paths of the first two."""
     out_dir = Path(out_dir)
     md, csv_path = out_dir / "leaderboard.md", out_dir / "leaderboard.csv"
     with atomic_write(md) as fh:
-        fh.write(to_markdown(results, measures, title))
+        fh.write(to_markdown(results, measures, title, published))
     with atomic_write(csv_path) as fh:
         fh.write(to_csv(results, measures))
+    write_chart(results, measures, out_dir / "leaderboard.png", title)
     return md, csv_path

@@ -33,3 +33,51 @@ def test_markdown_bolds_best_and_marks_significance(tmp_path):
     assert [r["system"] for r in table] == ["BM25", "SimLM"]
     assert float(table[1]["p(nDCG@10 vs BM25)"]) < 0.05
     assert table[0]["index_bytes"] == "2048"
+
+
+def test_chart_png_is_written_beside_the_table(tmp_path):
+    from simlm_ir.leaderboard import write_chart
+
+    base = [0.1 * (i % 5) for i in range(10)]
+    rows = [result("BM25", base), result("SimLM", [v + 0.1 + 0.01 * (i % 3) for i, v in enumerate(base)]),
+            result("ColBERT", [0.0] * 10)]
+    write_leaderboard(rows, ["nDCG@10"], tmp_path, "toy")
+    png = tmp_path / "leaderboard.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.md", "leaderboard.png"]
+    assert write_chart(rows, ["RR@10"], tmp_path / "none.png") is None  # no such measure: nothing drawn
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_chart_is_replaced_atomically(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from simlm_ir.leaderboard import write_chart
+
+    rows = [result("BM25", [0.2, 0.4])]
+    path = write_chart(rows, ["nDCG@10"], tmp_path / "c.png")
+    before = path.read_bytes()
+
+    def broken(self, *a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    try:
+        write_chart(rows, ["nDCG@10"], tmp_path / "c.png")
+    except RuntimeError:
+        pass
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["c.png"]
+
+
+def test_published_rows_stay_in_their_own_table():
+    from simlm_ir.leaderboard import PublishedRow
+
+    rows = [result("BM25", [0.2, 0.4]), result("SimLM", [0.5, 0.8])]
+    published = [PublishedRow("SimLM (distilled)", {"nDCG@10": 0.714}, "Wang et al. 2023"),
+                 PublishedRow("ColBERTv2", {"RR@10": 0.397}, "Santhanam et al. 2022")]
+    md = to_markdown(rows, ["nDCG@10"], "toy", published=published)
+    measured, _, rest = md.partition("(reported in papers, not measured here)")
+    assert "0.714" not in measured and "| SimLM (distilled) | 0.714 | Wang et al. 2023 |" in rest
+    assert "| ColBERTv2 | – |" in rest  # no published value for this measure
+    assert "**0.6500**" in measured  # bold best is computed over measured rows only
+    assert "reported in papers" not in to_markdown(rows, ["nDCG@10"], "toy")
