@@ -4,7 +4,10 @@
     python benchmarks/run_beir.py                       # the embedded default collection
     python benchmarks/run_beir.py --datasets beir/scifact/test beir/nfcorpus/test
 
-Collections are ir_datasets ids; offline they must already be under $IR_DATASETS_HOME.
+Collections are ir_datasets ids; offline they must already be under $IR_DATASETS_HOME (a missing
+one is reported in one line and skipped). With several collections, a summary table (nDCG@10 per
+collection and the average) is printed and written to ``<runs-dir>/summary.md``; published numbers
+are shown in their own tables, never among the measured rows.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from simlm_ir.baselines import BASELINE_CHOICES, add_arguments, extend_systems  # noqa: E402
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
+from simlm_ir.io_utils import atomic_write  # noqa: E402
+from simlm_ir.leaderboard import summary_markdown  # noqa: E402
+from simlm_ir.published import leaderboard_with_published, published_rows  # noqa: E402
 from simlm_ir.systems import SYSTEM_CHOICES, build_systems  # noqa: E402
 from simlm_ir.embedded import DEFAULT_DATASET  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
@@ -35,8 +42,10 @@ def parse_dense(items) -> dict[str, str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=[DEFAULT_DATASET], help="ir_datasets ids (default: %(default)s)")
-    ap.add_argument("--systems", nargs="+", default=list(SYSTEM_CHOICES), choices=SYSTEM_CHOICES,
-                    help="systems to run (default: all; 'recorded' = runs under runs/<collection>/recorded/)")
+    ap.add_argument("--systems", nargs="+", default=list(SYSTEM_CHOICES + BASELINE_CHOICES),
+                    choices=SYSTEM_CHOICES + BASELINE_CHOICES,
+                    help="systems to run (default: all; 'recorded' = runs under runs/<collection>/recorded/; "
+                         "'hybrid'/'rrf' fuse SimLM and BM25)")
     ap.add_argument("--dense", nargs="*", metavar="NAME=CHECKPOINT", help="extra SimLM-format dense systems")
     ap.add_argument("--record", action="store_true",
                     help="also record the --dense systems' runs under runs/<collection>/recorded/ for later tables")
@@ -48,19 +57,35 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
     ap.add_argument("--work-dir", default="work", help="cache for indexes")
+    add_arguments(ap)
     args = ap.parse_args(argv)
     dense = parse_dense(args.dense)
+    per_dataset, failed = {}, False
     for dataset in args.datasets:
         recorded = Path(args.runs_dir) / dataset.replace("/", "-") / "recorded"
         try:
             systems = build_systems(args.systems, recorded, dense, args.k1, args.b, args.threads, args.rerank_depth)
-            _, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
-                                     record=set(dense) if args.record else set())
+            extend_systems(systems, args.systems, dataset, args.colbert, args.alpha, args.tune_on,
+                           args.measures[0], args.alpha_grid, args.fusion_depth)
+            results, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
+                                           record=set(dense) if args.record else set())
         except SimLMIRError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 2
+            failed = True
+            continue
+        if results and published_rows(dataset):  # the same leaderboard, with the published table under it
+            table = leaderboard_with_published(dataset, results, args.measures,
+                                               Path(args.runs_dir) / dataset.replace("/", "-"))
         print(table)
-    return 0
+        per_dataset[dataset] = results
+    if len(per_dataset) > 1:
+        measure = "nDCG@10" if "nDCG@10" in args.measures else args.measures[0]
+        summary = summary_markdown(per_dataset, measure, f"{measure} per collection",
+                                   {d: published_rows(d) for d in per_dataset})
+        with atomic_write(Path(args.runs_dir) / "summary.md") as fh:
+            fh.write(summary)
+        print(summary)
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":
