@@ -9,6 +9,11 @@ brings 1 positive + ``group_size - 1`` hard negatives; all other passages in the
 negatives too. Loss: SimLM's full contrastive loss at temperature tau; with ``--kd-teacher``,
 KL to the re-ranker's scores over the group + ``kd_alpha`` x contrastive. Writes a standard HF
 checkpoint; ``--resume`` continues from the newest ``checkpoint-<step>``.
+
+Multi-process (``torchrun --nproc_per_node N -m simlm_ir.train.finetune ...``): ``--batch-size`` is
+per process (global batch = N x batch size). Rank r takes slice r of each global batch (pretrain's
+DataOrder); query and passage vectors are gathered from all ranks, so every query sees the whole
+global batch as in-batch negatives, and the loss is the single-process loss of the global batch.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from simlm_ir.errors import SimLMIRError
 from simlm_ir.io_utils import atomic_write
 from simlm_ir.modeling.losses import KD_CONTRASTIVE_WEIGHT, TAU, contrastive_loss, distillation_loss
 from simlm_ir.train.data import read_train_file, sample_group
+from simlm_ir.train.distributed import barrier, gather_with_grad, init_from_env, local_device, rank_world
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
 from simlm_ir.train.pretrain import DataOrder, derive_seed
 
@@ -43,7 +49,7 @@ class FinetuneConfig:
     kd_teacher: bool = False  # train_file carries teacher_scores: distillation stage
     group_size: int = 16  # 1 positive + 15 hard negatives (paper); 24 for distillation
     negatives_top: int = 0  # sample negatives from the top-N mined (0: all of them)
-    batch_size: int = 64  # queries per step
+    batch_size: int = 64  # queries per step and process (global batch = batch_size x world size)
     lr: float = 2e-5
     epochs: float = 3.0
     max_steps: int = 0
@@ -63,11 +69,17 @@ class FinetuneConfig:
 
 
 def finetune(cfg: FinetuneConfig) -> list[dict]:
-    """Fine-tune (or resume); returns the loss log records of this call."""
+    """Fine-tune (or resume); returns the loss log records of this call.
+
+    Under torch.distributed each rank encodes its own slice of every global batch; see the module
+    docstring. One process gives exactly the behaviour it had before distributed support.
+    """
     from simlm_ir.encode.simlm import SimLMEncoder
 
+    rank, world = rank_world()
     torch.manual_seed(cfg.seed)
-    enc = SimLMEncoder(cfg.init, device=None if cfg.device == "auto" else cfg.device,
+    device = None if cfg.device == "auto" and world == 1 else local_device(cfg.device)
+    enc = SimLMEncoder(cfg.init, device=device,
                        threads=cfg.threads or None, query_max_length=cfg.query_max_length,
                        passage_max_length=cfg.passage_max_length)
     model = enc.model
@@ -76,25 +88,37 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
     examples = read_train_file(cfg.train_file, docs)
     if cfg.kd_teacher and not any(ex.teacher_scores for ex in examples):
         raise SimLMIRError(f"{cfg.train_file}: --kd-teacher needs teacher_scores (python -m simlm_ir.train.teacher_scores)")
-    total = steps_for(len(examples), cfg.batch_size, cfg.epochs, cfg.max_steps)
-    order = DataOrder(len(examples), cfg.seed, cfg.batch_size)
+    total = steps_for(len(examples), cfg.batch_size * world, cfg.epochs, cfg.max_steps)
+    orders = [DataOrder(len(examples), cfg.seed, cfg.batch_size, r, world) for r in range(world)]
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / CONFIG_NAME) as fh:
-        json.dump({**asdict(cfg), "total_steps": total, "examples": len(examples)}, fh, indent=2)
+    if rank == 0:
+        with atomic_write(out / CONFIG_NAME) as fh:
+            json.dump({**asdict(cfg), "total_steps": total, "examples": len(examples), "world_size": world,
+                       "global_batch_size": cfg.batch_size * world}, fh, indent=2)
 
     def step_fn(step: int) -> torch.Tensor:
         rng = random.Random(derive_seed(cfg.seed, 2, step))
-        torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout
-        batch = [examples[i] for i in order.indices(step)]
-        groups = [sample_group(ex, cfg.group_size - 1, rng, doc_ids, cfg.negatives_top or None) for ex in batch]
+        torch.manual_seed(derive_seed(cfg.seed, 3, step, *([rank] if rank else [])))  # dropout, per rank
+        # Groups are drawn for the whole global batch from one stream (cheap), so a step trains on
+        # the same groups however many processes share it.
+        global_batch = [examples[i] for r in range(world) for i in orders[r].indices(step)]
+        global_groups = [sample_group(ex, cfg.group_size - 1, rng, doc_ids, cfg.negatives_top or None)
+                         for ex in global_batch]
+        lo, hi = rank * cfg.batch_size, (rank + 1) * cfg.batch_size
+        batch, groups = global_batch[lo:hi], global_groups[lo:hi]
         q = enc.cls_vectors(enc.pad(enc.tokenize_queries([ex.query for ex in batch])["input_ids"]))
         flat = [d for g in groups for d in g]
         p_enc = enc.tokenize_passages([docs[d][1] for d in flat], [docs[d][0] for d in flat])
         p = enc.cls_vectors(enc.pad(p_enc["input_ids"], p_enc["token_type_ids"]))
+        # Every rank scores the whole global batch; its own slice carries gradient, and the loop
+        # sums gradients over ranks ("sum" sync), which is the gradient of the global-batch loss.
+        # (Scoring only the local queries, as the paper's code does, would drop the gradient that
+        # other ranks' queries send to this rank's passages.)
+        q, p = gather_with_grad(q), gather_with_grad(p)
         if cfg.kd_teacher:
             teacher = torch.tensor([[ex.teacher_scores.get(d, min(ex.teacher_scores.values())) for d in g]
-                                    for ex, g in zip(batch, groups)], device=q.device)
+                                    for ex, g in zip(global_batch, global_groups)], device=q.device)
             return distillation_loss(q, p, teacher, cfg.tau, cfg.kd_alpha)
         return contrastive_loss(q, p, cfg.tau, cfg.full_contrastive)
 
@@ -109,10 +133,12 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
 
     settings = LoopSettings(total_steps=total, lr=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(1, total // 10)),
                             output=out, save_steps=cfg.save_steps, resume=cfg.resume, log_every=cfg.log_every,
-                            desc="finetune (kd)" if cfg.kd_teacher else "finetune")
+                            desc="finetune (kd)" if cfg.kd_teacher else "finetune", gradient_sync="sum")
     records = run_loop(model, step_fn, settings, save_model, load_model)
     model.eval()
-    save_model(out)
+    if rank == 0:
+        save_model(out)
+    barrier()
     return records
 
 
@@ -129,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, typ in (("group-size", int), ("negatives-top", int), ("batch-size", int), ("lr", float),
                       ("epochs", float), ("max-steps", int), ("warmup-steps", int), ("tau", float),
                       ("kd-alpha", float), ("query-max-length", int), ("passage-max-length", int),
-                      ("seed", int), ("save-steps", int), ("threads", int)):
+                      ("seed", int), ("save-steps", int), ("log-every", int), ("threads", int)):
         name = flag.replace("-", "_")
         ap.add_argument(f"--{flag}", type=typ, default=getattr(d, name), help=f"(default: %(default)s)")
     ap.add_argument("--in-batch-only", action="store_true", help="plain query-vs-passage loss (no SimLM extra terms)")
@@ -150,13 +176,22 @@ def main(argv=None) -> int:
                          epochs=args.epochs, max_steps=args.max_steps, warmup_steps=args.warmup_steps,
                          tau=args.tau, full_contrastive=not args.in_batch_only, kd_alpha=args.kd_alpha,
                          query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
-                         seed=args.seed, save_steps=args.save_steps, resume=args.resume, device=args.device,
+                         seed=args.seed, save_steps=args.save_steps, log_every=args.log_every, resume=args.resume, device=args.device,
                          threads=args.threads, progress=not args.no_progress)
+    created = init_from_env(cfg.device)  # under torchrun: join the process group
+    rank = rank_world()[0]
     try:
         records = finetune(cfg)
     except SimLMIRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
     if records:
         print(f"final loss {records[-1]['loss']:.4f} after {records[-1]['step']} steps -> {cfg.output}")
     return 0

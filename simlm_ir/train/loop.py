@@ -5,6 +5,10 @@ must get right: AdamW with linear warm-up/decay, gradient clipping, a progress b
 log, atomic ``checkpoint-<step>`` directories (model + optimizer/scheduler/RNG state) and
 ``resume``, which continues from the newest checkpoint and reproduces the same losses because every
 random choice of a step is derived from (seed, step).
+
+Under torch.distributed (``torchrun``) every rank runs the loop: parameters start as rank 0's,
+gradients are all-reduced before clipping (so every rank takes the same optimizer step), logged
+losses are averaged over ranks, and only rank 0 writes logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.io_utils import atomic_directory, atomic_write
 from simlm_ir.progress import progress
+from simlm_ir.train.distributed import (all_reduce_gradients, barrier, broadcast_parameters, mean_across_ranks,
+                                        rank_world)
 
 TRAINER_STATE = "trainer_state.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -40,6 +46,10 @@ class LoopSettings:
     resume: bool = False
     log_every: int = 10
     desc: str = "train"
+    # Under torch.distributed: "mean" when each rank's loss is the mean over its own shard (DDP's
+    # rule); "sum" when each rank returns the loss of the whole global batch with gradient through
+    # its own slice only (gathered in-batch negatives), so the ranks' gradients add up to the total.
+    gradient_sync: str = "mean"
 
 
 def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
@@ -69,6 +79,10 @@ def latest_checkpoint(output: Path) -> Path | None:
 def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor], settings: LoopSettings,
              save_model: Callable[[Path], None], load_model: Callable[[Path], None]) -> list[dict]:
     """Train ``model`` for ``settings.total_steps``; returns the log records of this call."""
+    if settings.gradient_sync not in ("mean", "sum"):
+        raise ValueError(f"gradient_sync must be 'mean' or 'sum', not {settings.gradient_sync!r}")
+    rank, world = rank_world()
+    is_main = rank == 0
     out = Path(settings.output)
     out.mkdir(parents=True, exist_ok=True)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
@@ -84,35 +98,42 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor], set
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["step"]
-        _truncate_log(log_file, start)
-    elif log_file.exists():
+        if is_main:
+            _truncate_log(log_file, start)
+    elif log_file.exists() and is_main:
         log_file.unlink()
+    broadcast_parameters(model)
     model.train()
     records: list[dict] = []
-    bar = progress(total=settings.total_steps, initial=start, desc=settings.desc, unit="step")
+    bar = progress(total=settings.total_steps, initial=start, desc=settings.desc, unit="step", disable=not is_main)
     window, t0 = [], time.perf_counter()
     for step in range(start, settings.total_steps):
         loss = step_fn(step)
-        if not torch.isfinite(loss):
-            raise SimLMIRError(f"loss is {loss.item()} at step {step + 1}; lower --lr")
+        logged = mean_across_ranks(loss.detach()) if world > 1 else loss.detach()
+        if not torch.isfinite(logged):  # every rank sees the same value, so all stop together
+            raise SimLMIRError(f"loss is {logged.item()} at step {step + 1}; lower --lr")
         loss.backward()
+        all_reduce_gradients(model, average=settings.gradient_sync == "mean")
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window.append(loss.item())
+        window.append(logged.item())
         done = step + 1
         if done % settings.log_every == 0 or done == settings.total_steps:
             rec = {"step": done, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
                    "seconds": round(time.perf_counter() - t0, 2)}
             records.append(rec)
-            with open(log_file, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+            if is_main:
+                with open(log_file, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
             window = []
         bar.update(1)
         if settings.save_steps and done % settings.save_steps == 0 and done < settings.total_steps:
-            _save_checkpoint(out, done, save_model, optimizer, scheduler, settings.keep_checkpoints)
+            if is_main:
+                _save_checkpoint(out, done, save_model, optimizer, scheduler, settings.keep_checkpoints)
+            barrier()
     bar.close()
     return records
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -31,6 +32,7 @@ from simlm_ir.corpus import iter_passages
 from simlm_ir.errors import InputFormatError, SimLMIRError
 from simlm_ir.io_utils import atomic_directory, atomic_write
 from simlm_ir.modeling.masking import WholeWordMasker
+from simlm_ir.train.distributed import barrier, init_from_env, rank_world
 from simlm_ir.modeling.simlm import (
     MLMGenerator,
     SimLMConfig,
@@ -120,7 +122,14 @@ class PretrainResult:
 
 @dataclass
 class TokenizedCorpus:
-    """All passages tokenized once, stored flat (ids, token types) with per-passage offsets."""
+    """All passages tokenized once, stored flat (ids, token types) with per-passage offsets.
+
+    Compact on purpose, because pre-training holds the whole tokenized corpus in memory: 2 bytes per
+    token id (uint16 when the vocabulary fits, as BERT's 30,522 does; else int32) + 1 byte per token
+    type + 8 bytes per passage. MS MARCO's 8.8M passages at SimLM's 144-token cap (~75 tokens on
+    average) take ~2 GB (twice that for a moment while the chunks are joined); larger corpora need more
+    RAM or a subset.
+    """
 
     ids: np.ndarray
     type_ids: np.ndarray
@@ -137,6 +146,10 @@ class TokenizedCorpus:
     def num_tokens(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + self.type_ids.nbytes + self.offsets.nbytes
+
 
 def tokenize_corpus(corpus, tokenizer, max_length: int) -> TokenizedCorpus:
     """Tokenize every passage of ``corpus``; InputFormatError (file:line) for bad files or no passages."""
@@ -147,16 +160,21 @@ def tokenize_corpus(corpus, tokenizer, max_length: int) -> TokenizedCorpus:
 
 
 def tokenize_passages(passages, tokenizer, max_length: int, chunk: int = 2000) -> TokenizedCorpus:
-    """Tokenize passages as SimLM encodes them: ``tokenizer(title, text_pair=text)``, truncated."""
+    """Tokenize passages as SimLM encodes them: ``tokenizer(title, text_pair=text)``, truncated.
+
+    Streams ``passages`` and keeps only the compact arrays (one per ``chunk`` passages, joined at the end).
+    """
+    id_dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.int32
     ids, types, lengths = [], [], []
 
     def flush(batch):
         enc = tokenizer([p.title for p in batch], text_pair=[p.text for p in batch], max_length=max_length,
                         truncation=True, return_token_type_ids=True, return_attention_mask=False)
-        for seq, tt in zip(enc["input_ids"], enc["token_type_ids"]):
-            ids.append(np.asarray(seq, dtype=np.int32))
-            types.append(np.asarray(tt, dtype=np.uint8))
-            lengths.append(len(seq))
+        lens = np.fromiter(map(len, enc["input_ids"]), dtype=np.int64, count=len(batch))
+        total = int(lens.sum())
+        ids.append(np.fromiter(itertools.chain.from_iterable(enc["input_ids"]), dtype=id_dtype, count=total))
+        types.append(np.fromiter(itertools.chain.from_iterable(enc["token_type_ids"]), dtype=np.uint8, count=total))
+        lengths.append(lens)
 
     batch = []
     for passage in passages:
@@ -167,9 +185,10 @@ def tokenize_passages(passages, tokenizer, max_length: int, chunk: int = 2000) -
     if batch:
         flush(batch)
     if not lengths:
-        return TokenizedCorpus(np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(1, np.int64))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+        return TokenizedCorpus(np.zeros(0, id_dtype), np.zeros(0, np.uint8), np.zeros(1, np.int64))
+    all_lengths = np.concatenate(lengths)
+    offsets = np.zeros(len(all_lengths) + 1, dtype=np.int64)
+    np.cumsum(all_lengths, out=offsets[1:])
     return TokenizedCorpus(np.concatenate(ids), np.concatenate(types), offsets)
 
 
@@ -218,19 +237,8 @@ def collate(corpus: TokenizedCorpus, indices: list[int], pad_id: int) -> dict[st
 # --------------------------------------------------------------------------------------------------
 
 
-def _dist() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+_dist = rank_world
+_barrier = barrier
 
 
 def resolve_device(device: str) -> torch.device:
@@ -470,7 +478,8 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         check_bert_encoder(path)
         tokenizer = load_tokenizer(path)
     corpus = tokenize_corpus(cfg.corpus, tokenizer, cfg.max_length)
-    logger.info("corpus: %d passages, %d tokens", len(corpus), corpus.num_tokens)
+    logger.info("corpus: %d passages, %d tokens, %.1f MB tokenized", len(corpus), corpus.num_tokens,
+                corpus.nbytes / 1e6)
 
     # Model: fresh from --init, or the last checkpoint. The generator is rebuilt the same way either way.
     torch.manual_seed(derive_seed(cfg.seed, 0))
@@ -634,11 +643,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PretrainConfig(**vars(args))
+    created = init_from_env(cfg.device)  # under torchrun: join the process group
+    rank = rank_world()[0]
     try:
         result = pretrain(cfg)
     except SimLMIRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
     print(json.dumps({"output": str(result.output), "steps": result.steps, "generator": result.generator}))
     return 0
 
