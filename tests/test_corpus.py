@@ -46,6 +46,26 @@ def test_duplicate_ids_are_an_error_across_files(tmp_path):
         list(iter_passages(tmp_path))
 
 
+def test_duplicate_check_is_exact_across_chunks_and_under_hash_collisions(tmp_path, monkeypatch):
+    import numpy as np
+
+    import simlm_ir.corpus as corpus
+
+    monkeypatch.setattr(corpus, "DUPLICATE_CHECK_CHUNK", 3)  # duplicates across chunks, files and runs
+    ids = [f"d{i}" for i in range(10)]
+    line = lambda i: json.dumps({"id": i, "contents": f"text of {i}"})  # noqa: E731
+    write(tmp_path / "a.jsonl", [line(i) for i in ids[:5]])
+    write(tmp_path / "b.jsonl", [line(i) for i in ids[5:]])
+    assert [p.id for p in iter_passages(tmp_path)] == ids
+    write(tmp_path / "b.jsonl", [line(i) for i in ids[5:] + ["d1"]])
+    with pytest.raises(InputFormatError, match=r"b.jsonl:6: duplicate document id 'd1' \(first at .*a.jsonl:2\)"):
+        list(iter_passages(tmp_path))
+    write(tmp_path / "b.jsonl", [line(i) for i in ids[5:]])
+    # Every id hashing alike: each candidate is checked against the earlier id, so no false error.
+    monkeypatch.setattr(corpus.IdSet, "keys", staticmethod(lambda batch: np.zeros(len(batch), np.int64)))
+    assert [p.id for p in iter_passages(tmp_path)] == ids
+
+
 def test_missing_corpus_and_empty_dir(tmp_path):
     with pytest.raises(InputFormatError, match="directory holds no .jsonl files"):
         list(read_jsonl_corpus(tmp_path))

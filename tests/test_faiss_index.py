@@ -8,8 +8,8 @@ import faiss
 import numpy as np
 import pytest
 
-from simlm_ir.encode.faiss_index import (DenseSearcher, IndexConfig, build_from_shards, build_index,
-                                         encode_shard, load_index, shard_dir)
+from simlm_ir.encode.faiss_index import (DenseSearcher, IndexConfig, ShardedVectors, build_from_shards,
+                                         build_index, encode_shard, load_index, merge_shards, shard_dir)
 from simlm_ir.encode.simlm import SimLMEncoder
 from simlm_ir.errors import InputFormatError
 from simlm_ir.index import main as index_main
@@ -150,6 +150,11 @@ def test_sharded_build_equals_unsharded_and_resumes(tmp_path, corpus, encoder, f
     np.testing.assert_allclose(index.reconstruct_n(0, index.ntotal), ref_index.reconstruct_n(0, ref_index.ntotal),
                                atol=1e-5)
     assert stats.passages == len(PASSAGES)
+    # the memory-mapped view the build reads equals the in-memory merge, for slices and row picks
+    mapped, (vectors, ids, _) = ShardedVectors(out, 3), merge_shards(out, 3)
+    assert mapped.shape == vectors.shape and list(mapped.iter_docids(out)) == ids == docids
+    for key in (slice(0, len(vectors)), slice(4, 17), slice(29, 40), [28, 0, 5, 14]):
+        np.testing.assert_array_equal(mapped[key], vectors[key])
 
     class MustNotEncode:  # same identity as the real encoder; any encoding is a failure
         path, passage_max_length, quantized, dim = encoder.path, encoder.passage_max_length, False, encoder.dim

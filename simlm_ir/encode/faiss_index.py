@@ -233,8 +233,93 @@ def _load_shard(index_dir, shard_id: int, shard_num: int) -> tuple[dict, np.ndar
     return meta, vectors.reshape(count, dim), docids
 
 
+class ShardedVectors:
+    """The finished shards' vectors as one read-only (n, dim) float32 matrix in corpus order,
+    memory-mapped: slices and row selections read only the rows asked for, so building an index
+    never holds a second copy of all vectors (row ``g`` is row ``g // N`` of shard ``g % N``)."""
+
+    def __init__(self, index_dir, shard_num: int = 1):
+        self.shard_num = shard_num
+        self.metas = [_shard_meta_checked(index_dir, k, shard_num) for k in range(shard_num)]
+        _check_shards_agree(index_dir, self.metas, shard_num)
+        self.dim = self.metas[0]["dim"]
+        n = sum(m["count"] for m in self.metas)
+        if n == 0:
+            raise InputFormatError(self.metas[0]["corpus"], None, "corpus holds no passages; nothing to index")
+        for k, meta in enumerate(self.metas):
+            if meta["count"] != len(range(k, n, shard_num)):
+                raise InputFormatError(shard_dir(index_dir, k, shard_num), None,
+                                       f"holds {meta['count']} passages, expected {len(range(k, n, shard_num))}")
+        self.shape = (n, self.dim)
+        self.dtype = np.dtype(np.float32)
+        self._maps = [np.memmap(shard_dir(index_dir, k, shard_num) / SHARD_VECTORS, dtype="<f4", mode="r",
+                                shape=(m["count"], self.dim)) if m["count"] else np.empty((0, self.dim), "<f4")
+                      for k, m in enumerate(self.metas)]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        n, N = self.shape[0], self.shard_num
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                return self[np.arange(start, stop, step)]
+            out = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
+            for k, mm in enumerate(self._maps):
+                first = start + (k - start) % N  # first global row >= start that lives in shard k
+                if first < stop:
+                    out[first - start::N] = mm[(first - k) // N:(stop - 1 - k) // N + 1]
+            return out
+        rows = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        for k, mm in enumerate(self._maps):
+            sel = np.flatnonzero(rows % N == k)
+            out[sel] = mm[rows[sel] // N]
+        return out
+
+    def iter_docids(self, index_dir):
+        """Document ids in corpus order, streamed from the shards' docid files."""
+        handles = [open(shard_dir(index_dir, k, self.shard_num) / DOCID_FILE, encoding="utf-8")
+                   for k in range(self.shard_num)]
+        try:
+            for g in range(self.shape[0]):
+                yield handles[g % self.shard_num].readline().rstrip("\n")
+        finally:
+            for h in handles:
+                h.close()
+
+
+def _shard_meta_checked(index_dir, shard_id: int, shard_num: int) -> dict:
+    path = shard_dir(index_dir, shard_id, shard_num)
+    meta = read_shard_meta(path)
+    if meta is None:
+        raise InputFormatError(path, None, "shard is missing or unfinished; encode it first "
+                                           f"(--shard-id {shard_id} --shard-num {shard_num})")
+    size = (path / SHARD_VECTORS).stat().st_size if (path / SHARD_VECTORS).exists() else -1
+    if size != meta["count"] * meta["dim"] * 4:
+        raise InputFormatError(path / SHARD_VECTORS, None, f"holds {max(size, 0) // 4} floats, expected "
+                                                           f"{meta['count']} x {meta['dim']}")
+    with open(path / DOCID_FILE, "rb") as fh:
+        lines = sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+    if lines != meta["count"]:
+        raise InputFormatError(path / DOCID_FILE, None, f"holds {lines} ids, expected {meta['count']}")
+    return meta
+
+
+def _check_shards_agree(index_dir, metas: list[dict], shard_num: int) -> None:
+    first = metas[0]
+    for meta in metas[1:]:
+        for key in ("dim", "encoder", "corpus", "passage_max_length", "int8"):
+            if meta[key] != first[key]:
+                raise InputFormatError(shard_dir(index_dir, meta["shard_id"], shard_num), None,
+                                       f"shard has {key} {meta[key]!r} but shard 0 has {first[key]!r}; "
+                                       "all shards must come from one encoder and corpus")
+
+
 def merge_shards(index_dir, shard_num: int = 1) -> tuple[np.ndarray, list[str], dict]:
-    """All shards' vectors and ids, back in corpus order; checks they agree on encoder and dims."""
+    """All shards' vectors and ids, back in corpus order, in memory (:class:`ShardedVectors` is the
+    memory-mapped equivalent); checks they agree on encoder and dims."""
     shards = [_load_shard(index_dir, k, shard_num) for k in range(shard_num)]
     first = shards[0][0]
     for meta, _, _ in shards[1:]:
@@ -265,8 +350,11 @@ def default_pq_m(dim: int) -> int:
     return m
 
 
-def make_faiss_index(vectors: np.ndarray, config: IndexConfig, progress: bool = True) -> faiss.Index:
-    """Train (if needed) and fill a FAISS inner-product index of ``config.index_type``."""
+def make_faiss_index(vectors, config: IndexConfig, progress: bool = True) -> faiss.Index:
+    """Train (if needed) and fill a FAISS inner-product index of ``config.index_type``.
+
+    ``vectors``: an (n, dim) float32 array or :class:`ShardedVectors` (read in 65,536-row slices).
+    """
     n, dim = vectors.shape
     ip = faiss.METRIC_INNER_PRODUCT
     kind = config.index_type
@@ -297,7 +385,7 @@ def make_faiss_index(vectors: np.ndarray, config: IndexConfig, progress: bool = 
     if not index.is_trained:
         rng = np.random.default_rng(config.seed)
         max_train = 256 * 2 ** config.pq_nbits
-        sample = vectors if n <= max_train else vectors[np.sort(rng.choice(n, max_train, replace=False))]
+        sample = vectors[0:n] if n <= max_train else vectors[np.sort(rng.choice(n, max_train, replace=False))]
         index.train(sample)
     step = 65536
     with tqdm(total=n, desc=f"add to {kind} index", unit="vec", disable=not progress, dynamic_ncols=True) as bar:
@@ -307,11 +395,12 @@ def make_faiss_index(vectors: np.ndarray, config: IndexConfig, progress: bool = 
     return index
 
 
-def write_index(index_dir, index: faiss.Index, docids: Sequence[str], meta: dict) -> None:
-    """Write ``docid``, ``index`` and our metadata file, each atomically."""
+def write_index(index_dir, index: faiss.Index, docids: Iterable[str], meta: dict) -> None:
+    """Write ``docid`` (streamed from any iterable), ``index`` and our metadata file, each atomically."""
     index_dir = Path(index_dir)
     with atomic_write(index_dir / DOCID_FILE) as fh:
-        fh.write("".join(d + "\n" for d in docids))
+        for chunk in _chunks(docids, 65536):
+            fh.write("".join(d + "\n" for d in chunk))
     with atomic_write(index_dir / INDEX_FILE, "wb") as fh:
         faiss.write_index(index, faiss.PyCallbackIOWriter(fh.write))
     with atomic_write(index_dir / META_FILE) as fh:
@@ -323,15 +412,17 @@ def build_from_shards(index_dir, config: IndexConfig | None = None, shard_num: i
     """Merge finished shards into ``index_dir/index`` + ``index_dir/docid``."""
     config = config or IndexConfig()
     t0 = time.perf_counter()
-    vectors, docids, shard_meta = merge_shards(index_dir, shard_num)
+    vectors = ShardedVectors(index_dir, shard_num)  # memory-mapped: the index is the only full copy
+    shard_meta = vectors.metas[0]
     index = make_faiss_index(vectors, config, progress)
+    n = len(vectors)
     meta = {"encoder": shard_meta["encoder"], "corpus": shard_meta["corpus"],
             "passage_max_length": shard_meta["passage_max_length"], "int8": shard_meta["int8"],
-            "dim": int(vectors.shape[1]), "passages": len(docids), "shard_num": shard_num,
+            "dim": int(vectors.shape[1]), "passages": n, "shard_num": shard_num,
             "config": asdict(config)}
-    write_index(index_dir, index, docids, meta)
+    write_index(index_dir, index, vectors.iter_docids(index_dir), meta)
     d = Path(index_dir)
-    return IndexStats(str(d), config.index_type, len(docids), int(vectors.shape[1]),
+    return IndexStats(str(d), config.index_type, n, int(vectors.shape[1]),
                       (d / INDEX_FILE).stat().st_size, (d / DOCID_FILE).stat().st_size,
                       build_seconds=time.perf_counter() - t0)
 
