@@ -181,7 +181,7 @@ class ColBERT(torch.nn.Module):
         if getattr(bert, "pooler", None) is not None:
             bert.pooler = None  # ColBERT uses every last-layer token vector, never the pooler
         bert_state = {k: v for k, v in bert_state.items() if not k.startswith("pooler.")}
-        missing, unexpected = bert.load_state_dict(bert_state, strict=False)
+        missing, _ = bert.load_state_dict(bert_state, strict=False)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing:
             raise CheckpointError(f"{checkpoint}: checkpoint lacks encoder weights {missing[:3]} "
