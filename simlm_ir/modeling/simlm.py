@@ -193,8 +193,15 @@ class Generator(nn.Module):
         """What this generator is, for the run config."""
         raise NotImplementedError
 
-    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng: torch.Generator | None = None):
-        """``input_ids`` with every ``mask``-ed position replaced by a sampled token."""
+    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng: torch.Generator | None = None,
+             uniforms: torch.Tensor | None = None):
+        """``input_ids`` with every ``mask``-ed position replaced by a sampled token.
+
+        ``uniforms`` (same shape as ``input_ids``, values in [0, 1)): one draw per position, turned
+        into a token by inverse-CDF sampling. A position's token then depends only on its own draw
+        and distribution, not on which other rows share the batch, which is what makes a
+        multi-process run sample what one process would. Without it, ``rng`` drives multinomial.
+        """
         raise NotImplementedError
 
     def train(self, mode: bool = True):
@@ -202,10 +209,25 @@ class Generator(nn.Module):
         return super().train(False)
 
 
-def _sample(logits: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
-    """One token per row, drawn from softmax(logits) — sampling, not argmax."""
+def _sample(logits: torch.Tensor, rng: torch.Generator | None, u: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row, drawn from softmax(logits) — sampling, not argmax (``u``: inverse CDF)."""
     probs = torch.softmax(logits.float(), dim=-1)
+    if u is not None:
+        return _inverse_cdf(probs, u)
     return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Token per draw: the first whose cumulative probability exceeds the draw (zero-probability
+    tokens, e.g. the special ones, are never chosen: their bins are empty). ``probs``: (n, V), one
+    distribution per draw, or (V,) shared by all ``n`` draws."""
+    cdf = torch.cumsum(probs, dim=-1)
+    u = u.to(cdf.device, cdf.dtype).clamp(min=1e-12)
+    if cdf.dim() == 1:
+        idx = torch.searchsorted(cdf, u * cdf[-1])
+    else:
+        idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
+    return idx.clamp(max=cdf.shape[-1] - 1)
 
 
 class MLMGenerator(Generator):
@@ -256,7 +278,7 @@ class MLMGenerator(Generator):
         return None
 
     @torch.no_grad()
-    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None):
+    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None, uniforms=None):
         masked = input_ids.masked_fill(mask, self.mask_token_id)
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         head = self._head()
@@ -269,7 +291,7 @@ class MLMGenerator(Generator):
             logits = self.model(input_ids=masked, attention_mask=attention_mask, **kwargs).logits[mask]
         logits[:, self.special_ids] = float("-inf")
         out = input_ids.clone()
-        out[mask] = _sample(logits, rng)
+        out[mask] = _sample(logits, rng, None if uniforms is None else uniforms[mask])
         return out
 
 
@@ -301,10 +323,12 @@ class UnigramGenerator(Generator):
                 "note": "replacements sampled from the corpus unigram distribution (no generator model)"}
 
     @torch.no_grad()
-    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None):
+    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None, uniforms=None):
         n = int(mask.sum())
         out = input_ids.clone()
-        if n:
+        if n and uniforms is not None:
+            out[mask] = _inverse_cdf(self.probs, uniforms[mask])
+        elif n:
             out[mask] = torch.multinomial(self.probs, n, replacement=True, generator=rng)
         return out
 
@@ -405,16 +429,20 @@ class SimLMForPretraining(nn.Module):
         return hidden
 
     def forward(self, input_ids, attention_mask, encoder_mask, decoder_mask, token_type_ids=None,
-                rng: torch.Generator | None = None) -> SimLMOutput:
+                rng: torch.Generator | None = None,
+                uniforms: tuple[torch.Tensor, torch.Tensor] | None = None) -> SimLMOutput:
         """Corrupt both copies with the generator, then L = L_enc + L_dec over every non-special token.
 
         ``encoder_mask``/``decoder_mask`` come from :class:`~simlm_ir.modeling.masking.WholeWordMasker`;
-        ``rng`` (on the model's device) makes the generator's samples reproducible.
+        ``rng`` (on the model's device) makes the generator's samples reproducible; ``uniforms``
+        (one draw per position for the encoder copy, one for the decoder copy) replaces it with
+        per-position inverse-CDF sampling (see :meth:`Generator.fill`).
         """
         if self.generator is None:
             raise RuntimeError("SimLMForPretraining has no generator; pass generator= to build or load it")
-        enc_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, encoder_mask, rng)
-        dec_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, decoder_mask, rng)
+        u_enc, u_dec = uniforms if uniforms is not None else (None, None)
+        enc_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, encoder_mask, rng, u_enc)
+        dec_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, decoder_mask, rng, u_dec)
         targets = self.label_positions(input_ids, attention_mask)
 
         enc_hidden = self.encoder.bert(input_ids=enc_ids, attention_mask=attention_mask,

@@ -4,6 +4,11 @@
 :func:`pretrain`. Everything random (data order, masks, generator samples, dropout) is derived from
 ``seed`` and the step number, so ``--resume`` reproduces the losses of an uninterrupted run.
 Passages are fed as SimLM encodes them: ``[CLS] title [SEP] text [SEP]`` (title ``-`` when absent).
+
+Under ``torchrun --nproc_per_node N`` (``--batch-size`` is per process) rank r trains on slice r of
+each global batch with the masks and generator samples one process would draw for it, and the loss
+is weighted by target tokens, so N processes follow the loss curve of one process with N x the batch
+(up to floating-point noise; dropout differs per rank).
 """
 
 from __future__ import annotations
@@ -279,7 +284,11 @@ def warmup_generator_config(encoder_config, tokenizer, overrides: str = "") -> d
 
 def train_warmup_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokenizer, encoder_config,
                            device: torch.device, out_dir: Path) -> dict:
-    """Plain MLM (whole-word [MASK] at the encoder rate) for a small BERT, saved to ``out_dir``."""
+    """Plain MLM (whole-word [MASK] at the encoder rate) for a small BERT, saved to ``out_dir``.
+
+    Runs on rank 0 alone, with the global batch (batch size x world size), so the generator is the
+    same however many processes pre-train.
+    """
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(derive_seed(cfg.seed, 10))
@@ -287,7 +296,7 @@ def train_warmup_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokeniz
     model = BertForMaskedLM(BertConfig(**gen_cfg)).to(device)
     model.train()
     masker = WholeWordMasker(tokenizer)
-    order = DataOrder(len(corpus), derive_seed(cfg.seed, 11), cfg.batch_size)
+    order = DataOrder(len(corpus), derive_seed(cfg.seed, 11), cfg.batch_size * _dist()[1])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.generator_warmup_lr, weight_decay=0.01)
     warm = max(1, cfg.generator_warmup_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _linear_schedule(warm, cfg.generator_warmup_steps))
@@ -527,7 +536,12 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     masker = WholeWordMasker(tokenizer)
-    order = DataOrder(len(corpus), cfg.seed, cfg.batch_size, rank, world)
+    # Every rank collates the whole global micro-batch and draws its masks and sampling noise (cheap,
+    # on CPU), then keeps its own rows: data, masks and generator samples of a step do not depend on
+    # how many processes share it, and weighting each rank's loss by its share of the target tokens
+    # makes the summed gradient that of the global batch's token-mean loss (as in one process).
+    orders = [DataOrder(len(corpus), cfg.seed, cfg.batch_size, r, world) for r in range(world)]
+    rows = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
     result = PretrainResult(output=output, steps=step, generator=model.generator.describe())
     bar = _progress(cfg, cfg.max_steps, "SimLM pre-training", initial=step)
     window_tokens, window_start = 0, time.perf_counter()
@@ -536,22 +550,35 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         tokens = 0
         for micro in range(cfg.grad_accum):
             micro_batch = step * cfg.grad_accum + micro
-            # Every random draw of this micro-batch comes from (seed, step, micro, rank) alone.
+            # Every random draw of this micro-batch comes from (seed, step, micro) alone; dropout also
+            # from the rank (it cannot be shared: it acts inside each rank's forward pass).
             torch.manual_seed(derive_seed(cfg.seed, 2, micro_batch, rank))
-            batch = collate(corpus, order.indices(micro_batch), tokenizer.pad_token_id)
-            g_mask = torch.Generator().manual_seed(derive_seed(cfg.seed, 3, micro_batch, rank))
-            masks = masker.encoder_decoder_masks(batch["input_ids"], cfg.encoder_mask_rate, cfg.decoder_mask_rate,
-                                                 g_mask, batch["attention_mask"])
-            g_sample = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, 4, micro_batch, rank))
-            batch = {k: v.to(device) for k, v in batch.items()}
+            full = collate(corpus, [i for o in orders for i in o.indices(micro_batch)], tokenizer.pad_token_id)
+            g_mask = torch.Generator().manual_seed(derive_seed(cfg.seed, 3, micro_batch, 0))
+            masks = masker.encoder_decoder_masks(full["input_ids"], cfg.encoder_mask_rate, cfg.decoder_mask_rate,
+                                                 g_mask, full["attention_mask"])
+            g_sample = torch.Generator().manual_seed(derive_seed(cfg.seed, 4, micro_batch, 0))
+            noise = (torch.rand(full["input_ids"].shape, generator=g_sample),
+                     torch.rand(full["input_ids"].shape, generator=g_sample))
+            targets = ~masker.special_positions(full["input_ids"], full["attention_mask"])
+            width = int(full["attention_mask"][rows].sum(1).max())  # this rank's rows, re-trimmed
+
+            def mine(t: torch.Tensor) -> torch.Tensor:
+                return t[rows, :width].to(device)
+
+            batch = {k: mine(v) for k, v in full.items()}
+            share = float(targets[rows].sum()) / max(1.0, float(targets.sum()))
             sync = micro == cfg.grad_accum - 1 or world == 1
             ctx = contextlib.nullcontext() if sync else train_model.no_sync()
             with ctx:
                 with _autocast(device, cfg.bf16):
-                    out = train_model(batch["input_ids"], batch["attention_mask"], masks.encoder.to(device),
-                                      masks.decoder.to(device), batch["token_type_ids"], rng=g_sample)
-                (out.loss / cfg.grad_accum).backward()
-            totals += torch.stack([out.loss.detach(), out.encoder_loss.detach(), out.decoder_loss.detach()]).float().cpu()
+                    out = train_model(batch["input_ids"], batch["attention_mask"], mine(masks.encoder),
+                                      mine(masks.decoder), batch["token_type_ids"],
+                                      uniforms=(mine(noise[0]), mine(noise[1])))
+                # DDP averages gradients over ranks; x world turns that into the share-weighted sum.
+                (out.loss * (share * world / cfg.grad_accum)).backward()
+            totals += share * torch.stack([out.loss.detach(), out.encoder_loss.detach(),
+                                           out.decoder_loss.detach()]).float().cpu()
             tokens += int(batch["attention_mask"].sum())
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
                                                    cfg.max_grad_norm)
@@ -559,12 +586,12 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if world > 1:  # log the loss of the global batch, not of rank 0's shard
+        if world > 1:  # log the loss of the global batch (share-weighted sum), not of rank 0's shard
             import torch.distributed as dist
 
             reduced = totals.to(device)
             dist.all_reduce(reduced)
-            totals = reduced.cpu() / world
+            totals = reduced.cpu()
         loss, enc_loss, dec_loss = (totals / cfg.grad_accum).tolist()
         if not math.isfinite(loss):
             raise FloatingPointError(f"pre-training loss is {loss} at step {step}; lower --lr or disable --bf16")
