@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simlm_ir.baselines import AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments, extend_systems  # noqa: E402
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
-from simlm_ir.collections import expected_files  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.fusion import DEFAULT_ALPHA_GRID  # noqa: E402
 from simlm_ir.published import leaderboard_with_published  # noqa: E402
@@ -55,13 +54,6 @@ def run(datasets, systems, simlm: str = "simlm", runs_dir="runs", work_dir="work
             results, _ = run_benchmark(dataset, lineup, runs_dir, work_dir, measures, hits)
         except SimLMIRError as exc:
             say(f"skipping {dataset}: {exc}")
-            skipped.append(dataset)
-            continue
-        except RuntimeError as exc:
-            # the TREC DL "judged" subsets read their qrels outside the guard that names files
-            if "download" not in str(exc).lower():
-                raise
-            say(f"skipping {dataset}: not on disk and cannot be downloaded here; place {expected_files(dataset)}")
             skipped.append(dataset)
             continue
         say(leaderboard_with_published(dataset, results, measures, Path(runs_dir) / dataset.replace("/", "-")))

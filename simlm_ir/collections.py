@@ -71,9 +71,11 @@ class Collection:
         logger.setLevel(logging.ERROR)  # silence the download retries we know will fail offline
         try:
             return fn()
-        except (OSError, ConnectionError) as exc:
-            if isinstance(exc, FileNotFoundError) or "download" in str(exc).lower() or "connection" in type(exc).__name__.lower() \
-                    or "Max retries" in str(exc):
+        except (OSError, ConnectionError, RuntimeError) as exc:
+            # ir_datasets raises requests' ConnectionError, or RuntimeError('All download sources
+            # failed') when it has mirrors; both mean "the file is not here and cannot be fetched"
+            if isinstance(exc, FileNotFoundError) or "download" in str(exc).lower() \
+                    or "connection" in type(exc).__name__.lower() or "Max retries" in str(exc):
                 raise DatasetNotAvailableError(
                     f"{self.dataset_id}: {what} not on disk and cannot be downloaded here; place "
                     f"{expected_files(self.dataset_id)}") from None
