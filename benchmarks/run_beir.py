@@ -23,7 +23,7 @@ from simlm_ir.benchmark import run_benchmark  # noqa: E402
 from simlm_ir.io_utils import atomic_write  # noqa: E402
 from simlm_ir.leaderboard import summary_markdown  # noqa: E402
 from simlm_ir.published import leaderboard_with_published, published_rows  # noqa: E402
-from simlm_ir.systems import SYSTEM_CHOICES, build_systems  # noqa: E402
+from simlm_ir.systems import SYSTEM_CHOICES, build_systems, prefer_live  # noqa: E402
 from simlm_ir.embedded import DEFAULT_DATASET  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.evaluation import DEFAULT_MEASURES  # noqa: E402
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
             systems = build_systems(args.systems, recorded, dense, args.k1, args.b, args.threads, args.rerank_depth)
             extend_systems(systems, args.systems, dataset, args.colbert, args.alpha, args.tune_on,
                            args.measures[0], args.alpha_grid, args.fusion_depth)
+            systems = prefer_live(systems)
             results, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
                                            record=set(dense) if args.record else set())
         except SimLMIRError as exc:

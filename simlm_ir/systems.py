@@ -240,3 +240,9 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
     for label, ckpt in (dense or {}).items():
         systems.append(DenseSystem(label, ckpt))
     return systems
+
+
+def prefer_live(systems: list) -> list:
+    """Drop recorded runs whose system is also run live (e.g. after training ColBERT locally)."""
+    live = {s.name for s in systems if not isinstance(s, RecordedRunSystem)}
+    return [s for s in systems if not (isinstance(s, RecordedRunSystem) and s.name in live)]

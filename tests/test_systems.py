@@ -34,3 +34,12 @@ def test_build_systems_order_and_missing_checkpoints(tmp_path):
         assert systems == [] and "not built yet" in said[-1]
     else:
         assert [s.name for s in systems] == ["SimLM"]
+
+
+def test_live_system_replaces_its_recorded_run(tmp_path):
+    from simlm_ir.systems import BM25System, prefer_live
+
+    meta = record_run(tmp_path, "bm25", "BM25", "", SearchResult({"q": {"d": 1.0}}, [1.0]), IndexInfo(1, 1.0))
+    other = record_run(tmp_path, "old", "Old model", "", SearchResult({"q": {"d": 1.0}}, [1.0]), IndexInfo(1, 1.0))
+    kept = prefer_live([BM25System(), RecordedRunSystem(meta), RecordedRunSystem(other)])
+    assert [type(s).__name__ for s in kept] == ["BM25System", "RecordedRunSystem"] and kept[1].name == "Old model"
