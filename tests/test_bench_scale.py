@@ -1,0 +1,42 @@
+"""benchmarks/bench_scale.py: its growth fit, paragraph splitting and real-text corpus pool."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "bench_scale.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_recovers_a_power_law(bench):
+    ns = [1_000, 10_000, 100_000]
+    k, c = bench.fit_power(ns, [3.0 * n ** 1.5 for n in ns])
+    assert k == pytest.approx(1.5) and c == pytest.approx(3.0)
+    text, fitted = bench.fits([{"n": n, **{key: 2.0 * n for key in bench.FITTED}} for n in ns], 8_841_823)
+    assert fitted["flat_bytes"]["k"] == pytest.approx(1.0)
+    assert fitted["flat_bytes"]["extrapolated"] == pytest.approx(2.0 * 8_841_823)
+    assert "**extrapolated** to 8,841,823 passages" in text
+
+
+def test_debian_paragraphs_and_the_deduplicated_pool(bench, tmp_path):
+    text = ("APT is the package manager of Debian systems.\n\nIt resolves dependencies, downloads and installs "
+            "packages.\n .\nShort line.")
+    assert bench._paragraphs(text, 5) == ["APT is the package manager of Debian systems.",
+                                          "It resolves dependencies, downloads and installs packages."]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"doc_id": f"p{i}", "text": t}) + "\n" for i, t in
+                            enumerate([text, text, "A tool that copies files between hosts over SSH quickly."])))
+    pool, sources = bench.real_text_pool(docs, need=3, seed=0)
+    assert len(pool) == 3 and len({p.text for p in pool}) == 3  # the repeated description counts once
+    assert sum(sources.values()) == 3 and any("Debian" in s for s in sources)
+    again, _ = bench.real_text_pool(docs, need=3, seed=0)
+    assert [p.id for p in again] == [p.id for p in pool]  # deterministic order
