@@ -47,8 +47,9 @@ def main(argv=None) -> int:
                     help="systems to run (default: all; 'recorded' = runs under runs/<collection>/recorded/; "
                          "'hybrid'/'rrf' fuse SimLM and BM25)")
     ap.add_argument("--dense", nargs="*", metavar="NAME=CHECKPOINT", help="extra SimLM-format dense systems")
-    ap.add_argument("--record", action="store_true",
-                    help="also record the --dense systems' runs under runs/<collection>/recorded/ for later tables")
+    ap.add_argument("--record", nargs="*", metavar="SYSTEM", default=None,
+                    help="also record runs under runs/<collection>/recorded/ for later tables: the named systems "
+                         "(leaderboard names), or with no names the --dense systems")
     ap.add_argument("--rerank-depth", type=int, default=100, help="BM25 depth the re-ranker re-scores")
     ap.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help="ir-measures names")
     ap.add_argument("--hits", type=int, default=1000, help="depth of each run")
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
                            args.measures[0], args.alpha_grid, args.fusion_depth)
             systems = prefer_live(systems)
             results, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
-                                           record=set(dense) if args.record else set())
+                                           record=set(args.record or dense) if args.record is not None else set())
         except SimLMIRError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
