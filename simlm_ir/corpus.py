@@ -179,6 +179,8 @@ def iter_passages(corpus: str | os.PathLike, check_duplicates: bool = True) -> I
     if Path(corpus).exists():
         yield from read_jsonl_corpus(corpus, check_duplicates)
         return
+    if str(corpus).endswith((".jsonl", ".json", ".gz")) or str(corpus).startswith((".", "/", "~")):
+        raise InputFormatError(corpus, None, "no such corpus file or directory")
     from simlm_ir.collections import load_collection
 
     yield from load_collection(str(corpus)).passages()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simlm_ir.encode.faiss_index import (DenseSearcher, IndexConfig, ShardedVectors, build_from_shards,
-                                         build_index, encode_shard, load_index, merge_shards, shard_dir)
+                                         build_index, encode_shard, load_index, merge_shards)
 from simlm_ir.encode.simlm import SimLMEncoder
 from simlm_ir.errors import InputFormatError
 from simlm_ir.index import main as index_main

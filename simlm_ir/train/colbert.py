@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from simlm_ir.colbert import ColBERT, ColBERTConfig, maxsim
 from simlm_ir.corpus import iter_passages
-from simlm_ir.errors import SimLMIRError
 from simlm_ir.io_utils import atomic_write
 from simlm_ir.train.data import read_train_file, sample_group
+from simlm_ir.train.distributed import final_loss, run_training_cli
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
 from simlm_ir.train.pretrain import DataOrder, derive_seed
 
@@ -139,14 +139,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in fields(ColBERTTrainConfig) if hasattr(args, f.name)}
     cfg = ColBERTTrainConfig(**given, in_batch=not args.no_in_batch)
-    try:
-        records = train_colbert(cfg)
-    except SimLMIRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if records:
-        print(f"final loss {records[-1]['loss']:.4f} after {records[-1]['step']} steps -> {cfg.output}")
-    return 0
+    return run_training_cli(train_colbert, cfg, lambda records: final_loss(records) + f" -> {cfg.output}")
 
 
 if __name__ == "__main__":

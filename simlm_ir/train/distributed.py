@@ -141,3 +141,33 @@ def _buckets(tensors: list[torch.Tensor], limit: int):
         size += t.numel()
     if bucket:
         yield bucket
+
+
+def run_training_cli(train, cfg, report) -> int:
+    """What every training command does around ``train(cfg)``: join torchrun's process group if
+    there is one, turn our input errors into one line and exit status 2, leave the group, and let
+    rank 0 alone print ``report(result)``."""
+    import sys
+
+    from simlm_ir.errors import SimLMIRError
+
+    created = init_from_env(getattr(cfg, "device", "auto"))
+    rank = rank_world()[0]
+    try:
+        result = train(cfg)
+    except SimLMIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if created:
+            dist.destroy_process_group()
+    if rank == 0:
+        message = report(result)
+        if message:
+            print(message)
+    return 0
+
+
+def final_loss(records) -> str:
+    """The usual closing line of a supervised run."""
+    return f"final loss {records[-1]['loss']:.4f} after {records[-1]['step']} steps" if records else ""

@@ -25,7 +25,6 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from simlm_ir.corpus import iter_passages
@@ -33,7 +32,7 @@ from simlm_ir.errors import SimLMIRError
 from simlm_ir.io_utils import atomic_write
 from simlm_ir.modeling.losses import KD_CONTRASTIVE_WEIGHT, TAU, contrastive_loss, distillation_loss
 from simlm_ir.train.data import read_train_file, sample_group
-from simlm_ir.train.distributed import barrier, gather_with_grad, init_from_env, local_device, rank_world
+from simlm_ir.train.distributed import barrier, final_loss, gather_with_grad, local_device, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
 from simlm_ir.train.pretrain import DataOrder, derive_seed
 
@@ -157,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                       ("kd-alpha", float), ("query-max-length", int), ("passage-max-length", int),
                       ("seed", int), ("save-steps", int), ("log-every", int), ("threads", int)):
         name = flag.replace("-", "_")
-        ap.add_argument(f"--{flag}", type=typ, default=getattr(d, name), help=f"(default: %(default)s)")
+        ap.add_argument(f"--{flag}", type=typ, default=getattr(d, name), help="(default: %(default)s)")
     ap.add_argument("--in-batch-only", action="store_true", help="plain query-vs-passage loss (no SimLM extra terms)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true")
@@ -178,23 +177,7 @@ def main(argv=None) -> int:
                          query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
                          seed=args.seed, save_steps=args.save_steps, log_every=args.log_every, resume=args.resume, device=args.device,
                          threads=args.threads, progress=not args.no_progress)
-    created = init_from_env(cfg.device)  # under torchrun: join the process group
-    rank = rank_world()[0]
-    try:
-        records = finetune(cfg)
-    except SimLMIRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    if rank != 0:
-        return 0
-    if records:
-        print(f"final loss {records[-1]['loss']:.4f} after {records[-1]['step']} steps -> {cfg.output}")
-    return 0
+    return run_training_cli(finetune, cfg, lambda records: final_loss(records) + f" -> {cfg.output}")
 
 
 if __name__ == "__main__":

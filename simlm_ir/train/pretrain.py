@@ -37,7 +37,7 @@ from simlm_ir.corpus import iter_passages
 from simlm_ir.errors import InputFormatError, SimLMIRError
 from simlm_ir.io_utils import atomic_directory, atomic_write
 from simlm_ir.modeling.masking import WholeWordMasker
-from simlm_ir.train.distributed import barrier, init_from_env, rank_world
+from simlm_ir.train.distributed import barrier, rank_world, run_training_cli
 from simlm_ir.modeling.simlm import (
     MLMGenerator,
     SimLMConfig,
@@ -670,22 +670,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = PretrainConfig(**vars(args))
-    created = init_from_env(cfg.device)  # under torchrun: join the process group
-    rank = rank_world()[0]
-    try:
-        result = pretrain(cfg)
-    except SimLMIRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if created:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    if rank != 0:
-        return 0
-    print(json.dumps({"output": str(result.output), "steps": result.steps, "generator": result.generator}))
-    return 0
+    return run_training_cli(pretrain, cfg, lambda result: json.dumps(
+        {"output": str(result.output), "steps": result.steps, "generator": result.generator}))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from simlm_ir.corpus import iter_passages
-from simlm_ir.errors import SimLMIRError
 from simlm_ir.io_utils import atomic_write
 from simlm_ir.modeling.losses import listwise_rerank_loss
 from simlm_ir.modeling.reranker import RERANK_MAX_LENGTH, CrossEncoder
 from simlm_ir.train.data import read_train_file, sample_group
+from simlm_ir.train.distributed import final_loss, run_training_cli
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
 from simlm_ir.train.pretrain import DataOrder, derive_seed
 
@@ -102,14 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
     cfg = RerankConfig(**{k: v for k, v in vars(args).items()})
-    try:
-        records = train_reranker(cfg)
-    except SimLMIRError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if records:
-        print(f"final loss {records[-1]['loss']:.4f} after {records[-1]['step']} steps -> {cfg.output}")
-    return 0
+    return run_training_cli(train_reranker, cfg, lambda records: final_loss(records) + f" -> {cfg.output}")
 
 
 if __name__ == "__main__":
