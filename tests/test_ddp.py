@@ -16,30 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from simlm_ir.checkpoints import minilm_dir
-from simlm_ir.train.data import build_examples, write_train_file
+import tiny as tiny_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
-DOCS = {
-    "apt": "APT is the command-line package manager of Debian; it downloads and installs packages.",
-    "dpkg": "dpkg is the low-level tool that installs, removes and inspects .deb package files.",
-    "vim": "Vim is a highly configurable text editor built to make creating and changing text efficient.",
-    "emacs": "GNU Emacs is an extensible, customizable text editor with a Lisp interpreter at its core.",
-    "curl": "curl transfers data to or from a server using URLs, with support for HTTP and FTP.",
-    "wget": "GNU Wget retrieves files from the web over HTTP, HTTPS and FTP, non-interactively.",
-    "gzip": "gzip compresses files with the Lempel-Ziv coding used in the deflate format.",
-    "xz": "XZ Utils compress files with the LZMA2 algorithm at a high compression ratio.",
-    "htop": "htop is an interactive process viewer that shows CPU and memory use per process.",
-    "rsync": "rsync copies files locally or over a network, sending only the differences.",
-    "git": "Git is a fast, scalable, distributed revision control system.",
-    "sqlite3": "SQLite is a small C library that implements a self-contained SQL database engine.",
-}
-QUERIES = {"q1": "package manager for Debian", "q2": "text editor", "q3": "download files from the web",
-           "q4": "file compression tool", "q5": "process viewer", "q6": "copy files over the network",
-           "q7": "version control", "q8": "embedded SQL database"}
-QRELS = {"q1": {"apt": 1}, "q2": {"vim": 1}, "q3": {"wget": 1}, "q4": {"gzip": 1}, "q5": {"htop": 1},
-         "q6": {"rsync": 1}, "q7": {"git": 1}, "q8": {"sqlite3": 1}}
+DOCS, QUERIES, QRELS = tiny_data.DOCS, tiny_data.QUERIES, tiny_data.QRELS
 
 
 def free_port() -> int:
@@ -61,23 +42,9 @@ def torchrun(nproc: int, module: str, args: list[str], timeout: int = 120) -> No
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 2-layer hidden-32 BERT with dropout off (so ranks and runs are comparable), corpus, train file."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
     d = tmp_path_factory.mktemp("ddp")
-    tok = AutoTokenizer.from_pretrained(minilm_dir())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=256, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0)).save_pretrained(d / "bert")
-    tok.save_pretrained(d / "bert")
-    with open(d / "corpus.jsonl", "w") as fh:
-        for i, t in DOCS.items():
-            fh.write(json.dumps({"id": i, "contents": t}) + "\n")
-    run = {q: {doc: float(len(set(QUERIES[q].lower().split()) & set(DOCS[doc].lower().split()))) + i / 100
-               for i, doc in enumerate(DOCS)} for q in QUERIES}
-    from simlm_ir.train.data import negatives_from_run
-
-    write_train_file(build_examples(QUERIES, QRELS, negatives_from_run(run, QRELS, depth=6)), d / "train.jsonl")
+    tiny_data.save_tiny_bert(d / "bert", dropout=0.0)
+    tiny_data.write_training_data(d, depth=6)
     return d
 
 

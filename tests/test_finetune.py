@@ -5,40 +5,20 @@ import json
 import pytest
 import torch
 
-from simlm_ir.checkpoints import minilm_dir
-from simlm_ir.train.data import TrainExample, build_examples, negatives_from_run, read_train_file, write_train_file
+import tiny as tiny_data
+from simlm_ir.train.data import TrainExample, negatives_from_run, read_train_file, write_train_file
 from simlm_ir.errors import InputFormatError
 
-DOCS = {
-    "apt": "APT is the command-line package manager of Debian; it downloads and installs packages.",
-    "dpkg": "dpkg is the low-level tool that installs, removes and inspects .deb package files.",
-    "vim": "Vim is a highly configurable text editor built to make creating and changing text efficient.",
-    "emacs": "GNU Emacs is an extensible, customizable text editor with a Lisp interpreter at its core.",
-    "curl": "curl transfers data to or from a server using URLs, with support for HTTP and FTP.",
-    "wget": "GNU Wget retrieves files from the web over HTTP, HTTPS and FTP, non-interactively.",
-    "gzip": "gzip compresses files with the Lempel-Ziv coding used in the deflate format.",
-    "xz": "XZ Utils compress files with the LZMA2 algorithm at a high compression ratio.",
-}
-QUERIES = {"q1": "package manager for Debian", "q2": "text editor", "q3": "download files from the web",
-           "q4": "file compression tool"}
-QRELS = {"q1": {"apt": 1}, "q2": {"vim": 1}, "q3": {"wget": 1}, "q4": {"gzip": 1}}
+DOCS = dict(list(tiny_data.DOCS.items())[:8])
+QUERIES = {q: tiny_data.QUERIES[q] for q in ("q1", "q2", "q3", "q4")}
+QRELS = {q: tiny_data.QRELS[q] for q in QUERIES}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
     d = tmp_path_factory.mktemp("tiny")
-    tok = AutoTokenizer.from_pretrained(minilm_dir())
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=256)).save_pretrained(d / "bert")
-    tok.save_pretrained(d / "bert")
-    with open(d / "corpus.jsonl", "w") as fh:
-        for i, t in DOCS.items():
-            fh.write(json.dumps({"id": i, "contents": t}) + "\n")
-    run = {q: {doc: float(len(set(QUERIES[q].split()) & set(DOCS[doc].lower().split()))) for doc in DOCS} for q in QUERIES}
-    write_train_file(build_examples(QUERIES, QRELS, negatives_from_run(run, QRELS, depth=6)), d / "train.jsonl")
+    tiny_data.save_tiny_bert(d / "bert")
+    tiny_data.write_training_data(d, DOCS, QUERIES, QRELS, depth=6, tiebreak=0)
     return d
 
 
