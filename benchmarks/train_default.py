@@ -71,7 +71,7 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
                          "--init", str(w / "pretrained"), "--output", str(w / "stage2"), "--lr", str(a.lr), *ft(a.group_size)]),
         ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / "stage1_negs.jsonl"), "--init", "minilm",
                            "--output", str(w / "reranker"), "--corpus", DATASET, "--group-size", str(a.group_size),
-                           "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", "3e-5",
+                           "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", str(a.rerank_lr),
                            "--warmup-steps", "4", "--save-steps", "50", "--seed", str(a.seed)]),
         ("teacher", py + ["simlm_ir.train.teacher_scores", "--reranker", str(w / "reranker"),
                           "--train-file", str(w / "stage2_negs.jsonl"), "--negatives", str(a.kd_group_size - 1),
@@ -116,11 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--work-dir", type=Path, default=ROOT / "work" / "default")
     ap.add_argument("--from-stage", default=None, help="skip the stages before this one")
     ap.add_argument("--only", nargs="*", default=None, help="run only these stages")
-    ap.add_argument("--train-queries", type=int, default=512)
+    ap.add_argument("--train-queries", type=int, default=320)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--group-size", type=int, default=4)
-    ap.add_argument("--kd-group-size", type=int, default=8)
+    ap.add_argument("--kd-group-size", type=int, default=6)
     ap.add_argument("--rerank-batch", type=int, default=8)
+    ap.add_argument("--rerank-lr", type=float, default=2e-4, help="a fresh 1-logit head needs more than 3e-5 in 40 steps")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--kd-lr", type=float, default=5e-5)

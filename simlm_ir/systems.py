@@ -148,8 +148,17 @@ class RerankSystem:
         return info
 
     def search(self, queries, k):
-        first = self.bm25.search(queries, self.depth)
-        run, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
+        """Re-scored top ``depth`` first, then the rest of BM25's top ``k`` in BM25 order (below them),
+        so recall at depths beyond the re-ranked ones is BM25's, as in a two-stage pipeline."""
+        from simlm_ir.runs import ranked
+
+        first = self.bm25.search(queries, max(k, self.depth))
+        top, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
+        run = {}
+        for qid, rescored in top.items():
+            floor = min(rescored.values(), default=0.0)
+            rest = [d for d, _ in ranked(first.run[qid]) if d not in rescored][: max(0, k - len(rescored))]
+            run[qid] = {**rescored, **{d: floor - 1.0 - i for i, d in enumerate(rest)}}
         return SearchResult(run, [a + b for a, b in zip(first.latencies_ms, latencies)])
 
 

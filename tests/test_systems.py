@@ -43,3 +43,22 @@ def test_live_system_replaces_its_recorded_run(tmp_path):
     other = record_run(tmp_path, "old", "Old model", "", SearchResult({"q": {"d": 1.0}}, [1.0]), IndexInfo(1, 1.0))
     kept = prefer_live([BM25System(), RecordedRunSystem(meta), RecordedRunSystem(other)])
     assert [type(s).__name__ for s in kept] == ["BM25System", "RecordedRunSystem"] and kept[1].name == "Old model"
+
+
+def test_rerank_keeps_first_stage_tail_below_rescored_top():
+    from simlm_ir.systems import RerankSystem
+
+    class FakeBM25:
+        def search(self, queries, k):
+            return SearchResult({"q": {f"d{i}": 10.0 - i for i in range(k)}}, [1.0])
+
+    class FakeCE:
+        def rerank(self, run, queries, docs, depth):  # reverses the top `depth`
+            top = sorted(run["q"], key=lambda d: -run["q"][d])[:depth]
+            return {"q": {d: float(i) for i, d in enumerate(top)}}, [2.0]
+
+    system = RerankSystem("unused", depth=3, bm25=FakeBM25())
+    system.ce = FakeCE()
+    result = system.search({"q": "text"}, k=6)
+    order = sorted(result.run["q"], key=lambda d: -result.run["q"][d])
+    assert order == ["d2", "d1", "d0", "d3", "d4", "d5"] and result.latencies_ms == [3.0]
