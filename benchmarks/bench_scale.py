@@ -88,9 +88,14 @@ def real_text_pool(debian_docs: Path | None, need: int, seed: int) -> tuple[list
     pool: list[Passage] = []
     sources: dict[str, int] = {}
 
+    ids: set[str] = set()
+
     def add(source: str, pid: str, text: str) -> None:
         if text not in seen:
             seen.add(text)
+            while pid in ids:  # the Debian source repeats a few package names (e.g. default-jre)
+                pid += "+"
+            ids.add(pid)
             pool.append(Passage(pid, NO_TITLE, text))
             sources[source] = sources.get(source, 0) + 1
 

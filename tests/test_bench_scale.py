@@ -33,10 +33,12 @@ def test_debian_paragraphs_and_the_deduplicated_pool(bench, tmp_path):
     assert bench._paragraphs(text, 5) == ["APT is the package manager of Debian systems.",
                                           "It resolves dependencies, downloads and installs packages."]
     docs = tmp_path / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"doc_id": f"p{i}", "text": t}) + "\n" for i, t in
-                            enumerate([text, text, "A tool that copies files between hosts over SSH quickly."])))
-    pool, sources = bench.real_text_pool(docs, need=3, seed=0)
-    assert len(pool) == 3 and len({p.text for p in pool}) == 3  # the repeated description counts once
-    assert sum(sources.values()) == 3 and any("Debian" in s for s in sources)
-    again, _ = bench.real_text_pool(docs, need=3, seed=0)
+    rows = [("p0", text), ("p1", text), ("p2", "A tool that copies files between hosts over SSH quickly."),
+            ("p2", "The same package name again, with a description of its own.")]  # as the source has
+    docs.write_text("".join(json.dumps({"doc_id": i, "text": t}) + "\n" for i, t in rows))
+    pool, sources = bench.real_text_pool(docs, need=4, seed=0)
+    assert len(pool) == 4 and len({p.text for p in pool}) == 4  # the repeated description counts once
+    assert len({p.id for p in pool}) == 4  # ids stay unique when the source repeats one
+    assert sum(sources.values()) == 4 and any("Debian" in s for s in sources)
+    again, _ = bench.real_text_pool(docs, need=4, seed=0)
     assert [p.id for p in again] == [p.id for p in pool]  # deterministic order
