@@ -173,7 +173,8 @@ class RecordedRunSystem:
     def __init__(self, meta_path: Path):
         self.meta_path = Path(meta_path)
         self.meta = json.loads(self.meta_path.read_text())
-        self.name, self.note = self.meta["name"], self.meta.get("note", "") or "recorded run"
+        note = self.meta.get("note", "")
+        self.name, self.note = self.meta["name"], f"{note}; recorded run" if note else "recorded run"
 
     def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
         return IndexInfo(self.meta.get("index_bytes"), self.meta.get("build_seconds"))

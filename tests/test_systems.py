@@ -8,7 +8,7 @@ def test_recorded_run_replays_run_and_measurements(tmp_path):
     meta = record_run(tmp_path, "stage-1", "SimLM stage 1", "BM25 negatives", SearchResult(run, [1.0, 2.5]),
                       IndexInfo(1234, 5.5), {"checkpoint": "work/stage1"})
     system = RecordedRunSystem(meta)
-    assert system.name == "SimLM stage 1" and system.note == "BM25 negatives"
+    assert system.name == "SimLM stage 1" and system.note == "BM25 negatives; recorded run"
     info = system.prepare(None, tmp_path)
     assert (info.size_bytes, info.build_seconds) == (1234, 5.5)
     replay = system.search({"q1": "x", "q2": "y"}, k=2)
