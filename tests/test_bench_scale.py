@@ -42,3 +42,22 @@ def test_debian_paragraphs_and_the_deduplicated_pool(bench, tmp_path):
     assert sum(sources.values()) == 4 and any("Debian" in s for s in sources)
     again, _ = bench.real_text_pool(docs, need=4, seed=0)
     assert [p.id for p in again] == [p.id for p in pool]  # deterministic order
+
+
+def test_report_fits_the_encoder_run_at_every_size_and_labels_extrapolations(bench):
+    def row(n, encoder, per_passage_s):
+        r = {key: float(n) for key in bench.FITTED}
+        r.update({"n": n, "encoder": encoder, "encoder_label": encoder, "encode_s": per_passage_s * n,
+                  "passages_per_s": 1 / per_passage_s, "peak_rss_total_mb": 700.0, "hnsw_recall100_vs_flat": 0.99,
+                  "device": "cpu", "torch_threads": 2})
+        return r
+
+    rows = [row(1000, "full", 0.006), row(10000, "full", 0.006),
+            row(1000, "cut", 0.002), row(10000, "cut", 0.002), row(100000, "cut", 0.002)]
+    result = {"rows": rows, "extrapolate_to": 1_000_000, "encoder": "full", "small_encoder": "cut",
+              "tokens_per_passage": 42.0, "search_threads": 1, "queries": 508, "total_s": 1.0}
+    text, fitted, notes = bench.render(result)
+    assert fitted["encode_s"]["k"] == pytest.approx(1.0)  # fitted over the 3 "cut" rows
+    assert "Growth fitted over the cut rows (1,000, 10,000, 100,000 passages)" in text
+    assert "full is 3.00x slower than the cut encoder" in notes[1] and "1.7 h" in notes[1]  # 0.006 s x 1M
+    assert all(line.startswith("- extrapolation:") for line in text.splitlines()[-len(notes):])
