@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simlm_ir.baselines import BASELINE_CHOICES, add_arguments, extend_systems  # noqa: E402
+from simlm_ir.baselines import BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems  # noqa: E402
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
 from simlm_ir.io_utils import atomic_write  # noqa: E402
 from simlm_ir.leaderboard import summary_markdown  # noqa: E402
@@ -55,11 +55,7 @@ def main(argv=None) -> int:
                          "the paper re-ranks the top 100)")
     ap.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help="ir-measures names")
     ap.add_argument("--hits", type=int, default=1000, help="depth of each run")
-    ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
-    ap.add_argument("--b", type=float, default=0.4, help="BM25 b")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
-    ap.add_argument("--work-dir", default="work", help="cache for indexes")
+    add_run_arguments(ap)
     add_arguments(ap)
     args = ap.parse_args(argv)
     dense = parse_dense(args.dense)

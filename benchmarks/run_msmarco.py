@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simlm_ir.baselines import AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments, extend_systems  # noqa: E402
+from simlm_ir.baselines import AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments, add_run_arguments, extend_systems  # noqa: E402
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.fusion import DEFAULT_ALPHA_GRID  # noqa: E402
@@ -68,11 +68,7 @@ def main(argv=None) -> int:
                     help="systems to run (default: %(default)s)")
     ap.add_argument("--simlm", default="simlm", help="SimLM checkpoint, e.g. intfloat/simlm-base-msmarco-finetuned")
     ap.add_argument("--hits", type=int, default=1000, help="depth of each run")
-    ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
-    ap.add_argument("--b", type=float, default=0.4, help="BM25 b")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
-    ap.add_argument("--work-dir", default="work", help="cache for indexes")
+    add_run_arguments(ap)
     add_arguments(ap)
     args = ap.parse_args(argv)
     done, _ = run(args.datasets, args.systems, args.simlm, args.runs_dir, args.work_dir, args.hits, args.k1, args.b,

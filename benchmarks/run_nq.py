@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simlm_ir.answers import QACollection, read_dpr_qas, read_ir_datasets_qas, run_qa_benchmark  # noqa: E402
-from simlm_ir.baselines import AUTO, BASELINE_CHOICES, add_arguments, extend_systems  # noqa: E402
+from simlm_ir.baselines import AUTO, BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems  # noqa: E402
 from simlm_ir.collections import irds_home  # noqa: E402
 from simlm_ir.errors import DatasetNotAvailableError, SimLMIRError  # noqa: E402
 from simlm_ir.published import NQ_TEST  # noqa: E402
@@ -54,11 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", nargs="+", default=list(DEFAULT_SYSTEMS), choices=CHOICES,
                     help="systems to run (default: %(default)s)")
     ap.add_argument("--simlm", default="simlm", help="SimLM checkpoint, e.g. intfloat/simlm-base-wiki100w")
-    ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
-    ap.add_argument("--b", type=float, default=0.4, help="BM25 b")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
-    ap.add_argument("--work-dir", default="work", help="cache for indexes")
+    add_run_arguments(ap)
     add_arguments(ap)
     args = ap.parse_args(argv)
     try:

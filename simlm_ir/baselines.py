@@ -38,6 +38,15 @@ def default_tune_split(dataset_id: str) -> str | None:
     return None
 
 
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags every benchmark script shares: BM25 parameters, threads and output/cache dirs."""
+    ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
+    ap.add_argument("--b", type=float, default=0.4, help="BM25 b")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
+    ap.add_argument("--work-dir", default="work", help="cache for indexes")
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("ColBERT and hybrid baselines")
     g.add_argument("--colbert", default=DEFAULT_COLBERT, metavar="CHECKPOINT",
