@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simlm_ir.baselines import AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments, add_run_arguments, extend_systems  # noqa: E402
+from simlm_ir.baselines import (AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments,  # noqa: E402
+                                add_run_arguments, extend_systems)
 from simlm_ir.benchmark import run_benchmark  # noqa: E402
 from simlm_ir.errors import SimLMIRError  # noqa: E402
 from simlm_ir.fusion import DEFAULT_ALPHA_GRID  # noqa: E402
