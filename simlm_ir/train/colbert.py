@@ -14,10 +14,8 @@ continues from the newest ``checkpoint-<step>``.
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -25,11 +23,8 @@ import torch.nn.functional as F
 
 from simlm_ir.colbert import ColBERT, ColBERTConfig, maxsim
 from simlm_ir.corpus import iter_passages
-from simlm_ir.io_utils import atomic_write
-from simlm_ir.train.data import read_train_file, sample_group
 from simlm_ir.train.distributed import final_loss, run_training_cli
-from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
-from simlm_ir.train.pretrain import DataOrder, derive_seed
+from simlm_ir.train.loop import GroupBatches, run_loop
 
 CONFIG_NAME = "colbert_train_config.json"
 
@@ -80,20 +75,10 @@ def train_colbert(cfg: ColBERTTrainConfig) -> list[dict]:
     model = ColBERT.from_pretrained(cfg.init, ColBERTConfig(dim=cfg.dim, query_maxlen=cfg.query_maxlen,
                                                             doc_maxlen=cfg.doc_maxlen), seed=cfg.seed)
     docs = {p.id: p.contents for p in iter_passages(cfg.corpus)}
-    doc_ids = sorted(docs)
-    examples = read_train_file(cfg.train_file, docs)
-    total = steps_for(len(examples), cfg.batch_size, cfg.epochs, cfg.max_steps)
-    order = DataOrder(len(examples), cfg.seed, cfg.batch_size)
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / CONFIG_NAME) as fh:
-        json.dump({**asdict(cfg), "total_steps": total, "examples": len(examples)}, fh, indent=2)
+    data = GroupBatches(cfg, docs, CONFIG_NAME)
 
     def step_fn(step: int) -> torch.Tensor:
-        rng = random.Random(derive_seed(cfg.seed, 2, step))
-        torch.manual_seed(derive_seed(cfg.seed, 3, step))  # dropout
-        batch = [examples[i] for i in order.indices(step)]
-        groups = [sample_group(ex, cfg.group_size - 1, rng, doc_ids, cfg.negatives_top or None) for ex in batch]
+        batch, groups = data.step(step)
         q = model.query_vectors(model.tokenize_queries([ex.query for ex in batch]))
         d_batch = model.tokenize_docs([docs[d] for g in groups for d in g])
         scores = maxsim(q, model.doc_vectors(d_batch, cfg.micro_batch), d_batch["keep"])
@@ -106,12 +91,10 @@ def train_colbert(cfg: ColBERTTrainConfig) -> list[dict]:
         loaded = ColBERT.from_pretrained(str(path))
         model.load_state_dict(loaded.state_dict())
 
-    settings = LoopSettings(total_steps=total, lr=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(1, total // 10)),
-                            output=out, save_steps=cfg.save_steps, resume=cfg.resume, log_every=cfg.log_every,
-                            desc="colbert")
+    settings = data.settings("colbert", cfg.log_every)
     records = run_loop(model, step_fn, settings, save_model, load_model)
     model.eval()
-    save_model(out)
+    save_model(data.output)
     return records
 
 

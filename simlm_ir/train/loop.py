@@ -158,3 +158,45 @@ def _truncate_log(log_file: Path, step: int) -> None:
 
 def steps_for(n_examples: int, batch_size: int, epochs: float, max_steps: int) -> int:
     return max_steps if max_steps > 0 else max(1, math.ceil(epochs * math.ceil(n_examples / batch_size)))
+
+
+class GroupBatches:
+    """The data side of a single-process supervised run (re-ranker, ColBERT): the training file,
+    the step count, the run config written beside the model, and each step's (queries, groups) —
+    every random choice derived from (seed, step), so ``resume`` reproduces the same batches."""
+
+    def __init__(self, cfg, doc_ids, config_name: str):
+        from dataclasses import asdict
+
+        from simlm_ir.train.data import read_train_file
+        from simlm_ir.train.pretrain import DataOrder
+
+        self.cfg = cfg
+        self.doc_ids = sorted(doc_ids)
+        self.examples = read_train_file(cfg.train_file, set(self.doc_ids))
+        self.total = steps_for(len(self.examples), cfg.batch_size, cfg.epochs, cfg.max_steps)
+        self.order = DataOrder(len(self.examples), cfg.seed, cfg.batch_size)
+        self.output = Path(cfg.output)
+        self.output.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.output / config_name) as fh:
+            json.dump({**asdict(cfg), "total_steps": self.total, "examples": len(self.examples)}, fh, indent=2)
+
+    def step(self, step: int):
+        """This step's training examples and their groups (positive first); seeds dropout too."""
+        import random
+
+        from simlm_ir.train.data import sample_group
+        from simlm_ir.train.pretrain import derive_seed
+
+        rng = random.Random(derive_seed(self.cfg.seed, 2, step))
+        torch.manual_seed(derive_seed(self.cfg.seed, 3, step))  # dropout
+        batch = [self.examples[i] for i in self.order.indices(step)]
+        groups = [sample_group(ex, self.cfg.group_size - 1, rng, self.doc_ids, self.cfg.negatives_top or None)
+                  for ex in batch]
+        return batch, groups
+
+    def settings(self, desc: str, log_every: int = 10) -> LoopSettings:
+        cfg = self.cfg
+        return LoopSettings(total_steps=self.total, lr=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(1, self.total // 10)),
+                            output=self.output, save_steps=cfg.save_steps, resume=cfg.resume, log_every=log_every,
+                            desc=desc)

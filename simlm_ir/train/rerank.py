@@ -10,22 +10,17 @@ with the positive as the target (SimLM: 1 + 63 negatives, max length 192).
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from simlm_ir.corpus import iter_passages
-from simlm_ir.io_utils import atomic_write
 from simlm_ir.modeling.losses import listwise_rerank_loss
 from simlm_ir.modeling.reranker import RERANK_MAX_LENGTH, CrossEncoder
-from simlm_ir.train.data import read_train_file, sample_group
 from simlm_ir.train.distributed import final_loss, run_training_cli
-from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
-from simlm_ir.train.pretrain import DataOrder, derive_seed
+from simlm_ir.train.loop import GroupBatches, run_loop
 
 CONFIG_NAME = "rerank_config.json"
 
@@ -54,20 +49,10 @@ def train_reranker(cfg: RerankConfig) -> list[dict]:
     torch.manual_seed(cfg.seed)
     ce = CrossEncoder(cfg.init, device=None if cfg.device == "auto" else cfg.device, max_length=cfg.max_length)
     docs = {p.id: (p.title, p.text) for p in iter_passages(cfg.corpus)}
-    doc_ids = sorted(docs)
-    examples = read_train_file(cfg.train_file, docs)
-    total = steps_for(len(examples), cfg.batch_size, cfg.epochs, cfg.max_steps)
-    order = DataOrder(len(examples), cfg.seed, cfg.batch_size)
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / CONFIG_NAME) as fh:
-        json.dump({**asdict(cfg), "total_steps": total, "examples": len(examples)}, fh, indent=2)
+    data = GroupBatches(cfg, docs, CONFIG_NAME)
 
     def step_fn(step: int) -> torch.Tensor:
-        rng = random.Random(derive_seed(cfg.seed, 2, step))
-        torch.manual_seed(derive_seed(cfg.seed, 3, step))
-        batch = [examples[i] for i in order.indices(step)]
-        groups = [sample_group(ex, cfg.group_size - 1, rng, doc_ids, cfg.negatives_top or None) for ex in batch]
+        batch, groups = data.step(step)
         queries = [ex.query for ex, g in zip(batch, groups) for _ in g]
         flat = [d for g in groups for d in g]
         logits = ce.logits(queries, [docs[d][0] for d in flat], [docs[d][1] for d in flat])
@@ -78,11 +63,10 @@ def train_reranker(cfg: RerankConfig) -> list[dict]:
 
         ce.model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
 
-    settings = LoopSettings(total_steps=total, lr=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(1, total // 10)),
-                            output=out, save_steps=cfg.save_steps, resume=cfg.resume, desc="rerank")
+    settings = data.settings("rerank")
     records = run_loop(ce.model, step_fn, settings, ce.save_pretrained, load_model)
     ce.model.eval()
-    ce.save_pretrained(out)
+    ce.save_pretrained(data.output)
     return records
 
 
