@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simlm_ir.corpus import iter_passages
-from simlm_ir.encode.faiss_index import IndexConfig, make_faiss_index, write_index
-from simlm_ir.encode.simlm import PASSAGE_MAX_LENGTH, SimLMEncoder
+from simlm_ir.data.datasets import iter_passages
+from simlm_ir.encode.encoder import PASSAGE_MAX_LENGTH, SimLMEncoder
+from simlm_ir.index.faiss import IndexConfig, make_faiss_index, write_index
 
 
 def load_sample(corpus: str, n_index: int, seed: int):
@@ -41,7 +41,7 @@ def load_sample(corpus: str, n_index: int, seed: int):
     sample = [passages[i] for i in keep]
     queries, qrels = {}, {}
     if not Path(corpus).exists():
-        from simlm_ir.collections import load_collection
+        from simlm_ir.data.datasets import load_collection
 
         coll = load_collection(corpus)
         try:
@@ -61,10 +61,9 @@ def throughput(fn, batches, n) -> float:
 def bench_encoders(model: str, sample, n: int, batch_size: int, reps: int) -> tuple[dict, np.ndarray]:
     from pyserini.encode import AutoDocumentEncoder
 
-    from simlm_ir.encode.simlm import SimLMDocumentEncoder
-
-    from simlm_ir.checkpoints import resolve_checkpoint
-    from simlm_ir.encode.simlm import strip_simlm_prefix
+    from simlm_ir.encode import SimLMDocumentEncoder
+    from simlm_ir.encode.encoder import strip_simlm_prefix
+    from simlm_ir.modeling.checkpoints import resolve_checkpoint
 
     model = resolve_checkpoint(strip_simlm_prefix(model))
     texts = [p.text for p in sample[:n]]

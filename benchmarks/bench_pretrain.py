@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from simlm_ir.train.pretrain import PretrainConfig, pretrain, resolve_device
+from simlm_ir.train.pretrain import PretrainConfig, pretrain
+from simlm_ir.util.device import resolve_device
 
 BENCH_MODULES = ["json", "argparse", "collections", "functools", "pathlib", "logging", "subprocess", "tempfile",
                  "textwrap", "csv", "heapq", "random", "statistics", "decimal", "datetime", "difflib", "pickle",

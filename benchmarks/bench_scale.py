@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from simlm_ir.corpus import NO_TITLE, Passage, iter_passages, write_jsonl_corpus  # noqa: E402
+from simlm_ir.data.corpus import NO_TITLE, Passage, write_jsonl_corpus
+from simlm_ir.data.datasets import corpus_key, iter_passages
 
 DEBIAN_DOCS = Path("/tmp/irdata/debian-packages/docs.jsonl")  # where make_debian_collection.py puts it
 MSMARCO_PASSAGES = 8_841_823
@@ -136,8 +136,9 @@ def worker(a) -> dict:
     import faiss
     import torch
 
-    from simlm_ir.encode.faiss_index import DenseSearcher, IndexConfig, build_from_shards, encode_shard
-    from simlm_ir.encode.simlm import SimLMEncoder
+    from simlm_ir.encode.encoder import SimLMEncoder
+    from simlm_ir.index.faiss import IndexConfig, build_from_shards, encode_shard
+    from simlm_ir.search.dense import DenseSearcher
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -146,7 +147,7 @@ def worker(a) -> dict:
     out = {"n": n, "device": str(encoder.device), "torch_threads": torch.get_num_threads(),
            "rss_after_model_load_mb": _peak_rss_mb()}
     t0 = time.perf_counter()
-    encode_shard(a.corpus, encoder, a.index_dir, progress=False)
+    encode_shard(iter_passages(a.corpus), encoder, a.index_dir, corpus_key=corpus_key(a.corpus), progress=False)
     out["encode_s"] = time.perf_counter() - t0
     out["peak_rss_encode_mb"] = _peak_rss_mb()  # high-water mark of this process so far: model + encoding
 
@@ -207,8 +208,8 @@ def truncated_encoder(src: str, layers: int, out_dir: Path) -> Path:
         return out_dir
     from transformers import AutoModel, AutoTokenizer
 
-    from simlm_ir.checkpoints import resolve_checkpoint
-    from simlm_ir.encode.simlm import strip_simlm_prefix
+    from simlm_ir.encode.encoder import strip_simlm_prefix
+    from simlm_ir.modeling.checkpoints import resolve_checkpoint
 
     path = resolve_checkpoint(strip_simlm_prefix(src))
     model = AutoModel.from_pretrained(path)
@@ -327,7 +328,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from simlm_ir.checkpoints import DEFAULT_SIMLM_DIR
+    from simlm_ir.modeling.checkpoints import DEFAULT_SIMLM_DIR
 
     if a.encoder is None:
         a.encoder = "simlm" if (DEFAULT_SIMLM_DIR / "config.json").exists() else "minilm"
@@ -339,7 +340,7 @@ def main(argv=None) -> int:
     if len(pool) < sizes[-1]:
         raise SystemExit(f"only {len(pool):,} distinct real-text passages found; lower --sizes or give --debian-docs")
     a.work.mkdir(parents=True, exist_ok=True)
-    from simlm_ir.collections import load_collection
+    from simlm_ir.data.datasets import load_collection
 
     queries_file = a.work / "queries.tsv"
     queries_file.write_text("".join(f"{qid}\t{' '.join(t.split())}\n"
@@ -347,8 +348,8 @@ def main(argv=None) -> int:
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from simlm_ir.checkpoints import resolve_checkpoint
-    from simlm_ir.encode.simlm import strip_simlm_prefix
+    from simlm_ir.encode.encoder import strip_simlm_prefix
+    from simlm_ir.modeling.checkpoints import resolve_checkpoint
 
     full_path = resolve_checkpoint(strip_simlm_prefix(a.encoder))
     full_layers = AutoConfig.from_pretrained(full_path).num_hidden_layers

@@ -16,17 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simlm_ir.baselines import BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems  # noqa: E402
-from simlm_ir.benchmark import run_benchmark  # noqa: E402
-from simlm_ir.io_utils import atomic_write  # noqa: E402
-from simlm_ir.leaderboard import summary_markdown  # noqa: E402
-from simlm_ir.published import leaderboard_with_published, published_rows  # noqa: E402
-from simlm_ir.systems import SYSTEM_CHOICES, build_systems, prefer_live  # noqa: E402
-from simlm_ir.embedded import DEFAULT_DATASET  # noqa: E402
-from simlm_ir.errors import SimLMIRError  # noqa: E402
-from simlm_ir.evaluation import DEFAULT_MEASURES  # noqa: E402
+from simlm_ir.bench.lineup import BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems
+from simlm_ir.bench.runner import run_benchmark
+from simlm_ir.bench.systems import SYSTEM_CHOICES, build_systems, prefer_live
+from simlm_ir.data.embedded import DEFAULT_DATASET
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.eval.leaderboard import summary_markdown
+from simlm_ir.eval.measures import DEFAULT_MEASURES
+from simlm_ir.eval.published import leaderboard_with_published, published_rows
+from simlm_ir.util.io import atomic_write
 
 
 def parse_dense(items) -> dict[str, str]:

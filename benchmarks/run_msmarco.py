@@ -21,15 +21,19 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simlm_ir.baselines import (AUTO, BASELINE_CHOICES, DEFAULT_COLBERT, add_arguments,  # noqa: E402
-                                add_run_arguments, extend_systems)
-from simlm_ir.benchmark import run_benchmark  # noqa: E402
-from simlm_ir.errors import SimLMIRError  # noqa: E402
-from simlm_ir.fusion import DEFAULT_ALPHA_GRID  # noqa: E402
-from simlm_ir.published import leaderboard_with_published  # noqa: E402
-from simlm_ir.systems import SYSTEM_CHOICES, build_systems  # noqa: E402
+from simlm_ir.bench.lineup import (
+    AUTO,
+    BASELINE_CHOICES,
+    DEFAULT_COLBERT,
+    add_arguments,
+    add_run_arguments,
+    extend_systems,
+)
+from simlm_ir.bench.runner import run_benchmark
+from simlm_ir.bench.systems import SYSTEM_CHOICES, build_systems
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.eval.published import leaderboard_with_published
+from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID
 
 SPLITS = {
     "msmarco-passage/dev/small": ("RR@10", "R@50", "R@1000"),

@@ -19,14 +19,13 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simlm_ir.answers import QACollection, read_dpr_qas, read_ir_datasets_qas, run_qa_benchmark  # noqa: E402
-from simlm_ir.baselines import AUTO, BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems  # noqa: E402
-from simlm_ir.collections import irds_home  # noqa: E402
-from simlm_ir.errors import DatasetNotAvailableError, SimLMIRError  # noqa: E402
-from simlm_ir.published import NQ_TEST  # noqa: E402
-from simlm_ir.systems import SYSTEM_CHOICES, build_systems  # noqa: E402
+from simlm_ir.bench.lineup import AUTO, BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems
+from simlm_ir.bench.runner import run_qa_benchmark
+from simlm_ir.bench.systems import SYSTEM_CHOICES, build_systems
+from simlm_ir.data.embedded import irds_home
+from simlm_ir.errors import DatasetNotAvailableError, SimLMIRError
+from simlm_ir.eval.published import NQ_TEST
+from simlm_ir.eval.qa import QACollection, read_dpr_qas, read_ir_datasets_qas
 
 CHOICES = tuple(c for c in SYSTEM_CHOICES if c != "recorded") + BASELINE_CHOICES
 DEFAULT_SYSTEMS = ("bm25", "simlm", "hybrid", "rrf")

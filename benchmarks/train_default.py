@@ -34,10 +34,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from simlm_ir.io_utils import atomic_write  # noqa: E402
-from simlm_ir.train.data import read_train_file, write_train_file  # noqa: E402
+from simlm_ir.train.data import read_train_file, write_train_file
+from simlm_ir.util.io import atomic_write
 
 RESOURCES = ROOT / "simlm_ir" / "resources"
 DATASET = "debian-known-item"

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from simlm_ir.benchmark import run_benchmark
-from simlm_ir.systems import BM25System
-from simlm_ir.embedded import DEFAULT_DATASET, NAME
+from simlm_ir.bench.runner import run_benchmark
+from simlm_ir.bench.systems import BM25System
+from simlm_ir.data.embedded import DEFAULT_DATASET, NAME
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def test_ndcg_agrees_with_pyserini_trec_eval(bench, _isolated_irds_home):
 
 @pytest.mark.slow
 def test_cached_index_is_reused_and_rebuilt_when_corpus_changes(tmp_path):
-    from simlm_ir.bm25 import build_lucene_index, corpus_fingerprint
-    from simlm_ir.corpus import Passage
+    from simlm_ir.data.corpus import Passage, corpus_fingerprint
+    from simlm_ir.search.bm25 import build_lucene_index
 
     docs = [Passage("a", "-", "apt installs Debian packages"), Passage("b", "-", "pip installs Python packages")]
     fp, n = corpus_fingerprint(docs)

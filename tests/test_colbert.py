@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import tiny as tiny_data
 import torch
 
-import tiny as tiny_data
-from simlm_ir.colbert import (METADATA_FILE, ColBERT, ColBERTConfig, ColBERTIndex, ColBERTSystem,
-                              build_colbert_index, maxsim)
-from simlm_ir.corpus import Passage
+from simlm_ir.data.corpus import Passage
+from simlm_ir.index.colbert import build_colbert_index
+from simlm_ir.modeling.colbert import METADATA_FILE, ColBERT, ColBERTConfig, maxsim
+from simlm_ir.search.colbert import ColBERTIndex, ColBERTSystem
 
 DOCS = dict(list(tiny_data.DOCS.items())[:6])
 QUERIES = {q: tiny_data.QUERIES[q] for q in ("q1", "q2", "q3")}

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from simlm_ir.corpus import NO_TITLE, Passage, iter_passages, read_jsonl_corpus, write_jsonl_corpus
+from simlm_ir.data.corpus import NO_TITLE, Passage, read_jsonl_corpus, write_jsonl_corpus
+from simlm_ir.data.datasets import iter_passages
 from simlm_ir.errors import InputFormatError
 
 
@@ -49,7 +50,7 @@ def test_duplicate_ids_are_an_error_across_files(tmp_path):
 def test_duplicate_check_is_exact_across_chunks_and_under_hash_collisions(tmp_path, monkeypatch):
     import numpy as np
 
-    import simlm_ir.corpus as corpus
+    import simlm_ir.data.corpus as corpus
 
     monkeypatch.setattr(corpus, "DUPLICATE_CHECK_CHUNK", 3)  # duplicates across chunks, files and runs
     ids = [f"d{i}" for i in range(10)]

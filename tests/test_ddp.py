@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-
 import tiny as tiny_data
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,11 +3,11 @@
 import json
 
 import pytest
+import tiny as tiny_data
 import torch
 
-import tiny as tiny_data
-from simlm_ir.train.data import TrainExample, negatives_from_run, read_train_file, write_train_file
 from simlm_ir.errors import InputFormatError
+from simlm_ir.train.data import TrainExample, negatives_from_run, read_train_file, write_train_file
 
 DOCS = dict(list(tiny_data.DOCS.items())[:8])
 QUERIES = {q: tiny_data.QUERIES[q] for q in ("q1", "q2", "q3", "q4")}
@@ -49,7 +49,7 @@ def _cfg(tiny, out, **kw):
 
 @pytest.mark.slow
 def test_finetune_save_load_encode_and_resume(tiny, tmp_path):
-    from simlm_ir.encode.simlm import SimLMEncoder
+    from simlm_ir.encode.encoder import SimLMEncoder
     from simlm_ir.train.finetune import finetune
 
     full = finetune(_cfg(tiny, tmp_path / "full"))

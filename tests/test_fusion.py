@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from simlm_ir.bm25 import SearchResult
+from simlm_ir.data.trec import ranked
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.fusion import FusionSystem, alpha_sweep, interpolate, rrf, tune_alpha
-from simlm_ir.runs import ranked
-from simlm_ir.systems import IndexInfo
+from simlm_ir.search.base import IndexInfo, SearchResult
+from simlm_ir.search.fusion import FusionSystem, alpha_sweep, interpolate, rrf, tune_alpha
 
 Hit = namedtuple("Hit", "docid score")
 
@@ -115,9 +114,9 @@ def test_fusion_system_caches_components_and_sums_cost(tmp_path, monkeypatch):
     runs_a = {"t1": {"a": 0.9, "b": 0.8}, "t2": {"b": 0.9, "c": 0.1}, "d1": {"w": 0.9, "r": 0.8}}
     runs_b = {"t1": {"b": 9.0}, "t2": {"c": 9.0, "b": 1.0}, "d1": {"r": 9.0, "w": 1.0}}
     a, b = FakeSystem("dense", runs_a, 100, 2.0), FakeSystem("BM25", runs_b, 50, 1.0)
-    import simlm_ir.collections
+    import simlm_ir.data.datasets
 
-    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
     hybrid = FusionSystem(a, b, tune_on="toy/dev", grid=[0.0, 2.0], depth=10)
     rrf_sys = FusionSystem(hybrid.primary, hybrid.secondary, method="rrf", depth=10)
     info = hybrid.prepare(test, tmp_path)
@@ -140,11 +139,11 @@ def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
         FusionSystem(a, b, tune_on="toy/test").prepare(test, tmp_path)
     with pytest.raises(SimLMIRError, match="fixed alpha or a held-out split"):
         FusionSystem(a, b).prepare(test, tmp_path)
-    import simlm_ir.collections
+    import simlm_ir.data.datasets
 
-    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: FakeCollection(i, {"t1": "x"}, {}))
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: FakeCollection(i, {"t1": "x"}, {}))
     with pytest.raises(SimLMIRError, match="shares 1 queries"):
         FusionSystem(a, b, tune_on="toy/dev").prepare(test, tmp_path)
     # the same id for a different question (NQ's files number questions from 0) is not shared
-    monkeypatch.setattr(simlm_ir.collections, "load_collection", lambda i: FakeCollection(i, {"t1": "other"}, {}))
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: FakeCollection(i, {"t1": "other"}, {}))
     FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)

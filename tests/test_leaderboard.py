@@ -1,7 +1,7 @@
 import csv
 
-from simlm_ir.evaluation import Evaluation
-from simlm_ir.leaderboard import SystemResult, paired_p_value, to_markdown, write_leaderboard
+from simlm_ir.eval.leaderboard import SystemResult, paired_p_value, to_markdown, write_leaderboard
+from simlm_ir.eval.measures import Evaluation
 
 
 def result(name, values, **kw):
@@ -36,7 +36,7 @@ def test_markdown_bolds_best_and_marks_significance(tmp_path):
 
 
 def test_chart_png_is_written_beside_the_table(tmp_path):
-    from simlm_ir.leaderboard import write_chart
+    from simlm_ir.eval.leaderboard import write_chart
 
     base = [0.1 * (i % 5) for i in range(10)]
     rows = [result("BM25", base), result("SimLM", [v + 0.1 + 0.01 * (i % 3) for i, v in enumerate(base)]),
@@ -52,7 +52,7 @@ def test_chart_png_is_written_beside_the_table(tmp_path):
 def test_chart_is_replaced_atomically(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
-    from simlm_ir.leaderboard import write_chart
+    from simlm_ir.eval.leaderboard import write_chart
 
     rows = [result("BM25", [0.2, 0.4])]
     path = write_chart(rows, ["nDCG@10"], tmp_path / "c.png")
@@ -70,7 +70,7 @@ def test_chart_is_replaced_atomically(tmp_path, monkeypatch):
 
 
 def test_published_rows_stay_in_their_own_table():
-    from simlm_ir.leaderboard import PublishedRow
+    from simlm_ir.eval.leaderboard import PublishedRow
 
     rows = [result("BM25", [0.2, 0.4]), result("SimLM", [0.5, 0.8])]
     published = [PublishedRow("SimLM (distilled)", {"nDCG@10": 0.714}, "Wang et al. 2023"),

@@ -4,8 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from simlm_ir.modeling.losses import (contrastive_logits, contrastive_loss, distillation_loss, group_scores,
-                                      listwise_rerank_loss)
+from simlm_ir.modeling.losses import (
+    contrastive_logits,
+    contrastive_loss,
+    distillation_loss,
+    group_scores,
+    listwise_rerank_loss,
+)
 
 NEG = float("-inf")
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from simlm_ir.checkpoints import minilm_dir
+from simlm_ir.modeling.checkpoints import minilm_dir
 from simlm_ir.modeling.masking import WholeWordMasker, extra_mask_rate
 
 STDLIB_MODULES = ["json", "argparse", "collections", "functools", "pathlib", "logging", "subprocess", "tempfile",

@@ -12,11 +12,12 @@ import sys
 
 import numpy as np
 import pytest
+from test_faiss import EXPECTED_TOP1, PASSAGES, QUERIES, read
 
-from simlm_ir.checkpoints import minilm_dir
-from simlm_ir.encode.faiss_index import DenseSearcher, IndexConfig, build_index, load_index
-from simlm_ir.encode.simlm import SimLMEncoder
-from test_faiss_index import EXPECTED_TOP1, PASSAGES, QUERIES
+from simlm_ir.encode.encoder import SimLMEncoder
+from simlm_ir.index.faiss import IndexConfig, build_index
+from simlm_ir.modeling.checkpoints import minilm_dir
+from simlm_ir.search.dense import DenseSearcher, load_index
 
 # Pyserini 1.6.0's own class keywords: it tries these before "simlm", so our paths must avoid them.
 PYSERINI_KEYWORDS = ("dpr", "bpr", "dkrr", "tct_colbert", "aggretriever", "ance", "sentence", "unicoil",
@@ -67,7 +68,7 @@ def test_pyserini_encode_then_search_matches_python_api(tmp_path):
     # Pyserini's encode run produced exactly what our own index builder produces ...
     encoder = SimLMEncoder(model, device="cpu")
     ours = tmp_path / "ours"
-    build_index(corpus, encoder, ours, IndexConfig("flat"), progress=False)
+    build_index(read(corpus), encoder, ours, IndexConfig("flat"), progress=False, corpus_key=str(corpus))
     p_index, p_docids = load_index(pyserini_index)
     o_index, o_docids = load_index(ours)
     assert p_docids == o_docids == [p[0] for p in PASSAGES]

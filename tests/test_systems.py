@@ -1,6 +1,6 @@
-from simlm_ir.bm25 import SearchResult
-from simlm_ir.checkpoints import DEFAULT_SIMLM_DIR
-from simlm_ir.systems import IndexInfo, RecordedRunSystem, build_systems, model_fingerprint, record_run
+from simlm_ir.bench.systems import RecordedRunSystem, build_systems, model_fingerprint, record_run
+from simlm_ir.modeling.checkpoints import DEFAULT_SIMLM_DIR
+from simlm_ir.search.base import IndexInfo, SearchResult
 
 
 def test_recorded_run_replays_run_and_measurements(tmp_path):
@@ -37,7 +37,7 @@ def test_build_systems_order_and_missing_checkpoints(tmp_path):
 
 
 def test_live_system_replaces_its_recorded_run(tmp_path):
-    from simlm_ir.systems import BM25System, prefer_live
+    from simlm_ir.bench.systems import BM25System, prefer_live
 
     meta = record_run(tmp_path, "bm25", "BM25", "", SearchResult({"q": {"d": 1.0}}, [1.0]), IndexInfo(1, 1.0))
     other = record_run(tmp_path, "old", "Old model", "", SearchResult({"q": {"d": 1.0}}, [1.0]), IndexInfo(1, 1.0))
@@ -46,7 +46,7 @@ def test_live_system_replaces_its_recorded_run(tmp_path):
 
 
 def test_rerank_keeps_first_stage_tail_below_rescored_top():
-    from simlm_ir.systems import RerankSystem
+    from simlm_ir.bench.systems import RerankSystem
 
     class FakeBM25:
         def search(self, queries, k):

@@ -31,7 +31,7 @@ def save_tiny_bert(path: Path, dropout: float = 0.1) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from simlm_ir.checkpoints import minilm_dir
+    from simlm_ir.modeling.checkpoints import minilm_dir
 
     tok = AutoTokenizer.from_pretrained(minilm_dir())
     torch.manual_seed(0)

@@ -49,9 +49,9 @@ def _drop_vector_option(jnius_config) -> None:
 
 
 def _register_pyserini_encoders(encode_module) -> None:
-    from simlm_ir.encode import pyserini_registry
+    from simlm_ir.encode import pyserini
 
-    pyserini_registry.register(encode_module)
+    pyserini.register(encode_module)
 
 
 # Module name -> function run right after that module has been imported.

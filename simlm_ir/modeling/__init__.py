@@ -1,16 +1,10 @@
-"""SimLM pre-training model pieces: whole-word masking and the RLM encoder/bottleneck-decoder model."""
+"""Models: SimLM pre-training (masking, generators, the RLM model), losses, the re-ranker, ColBERT, checkpoints.
 
+The pre-training pieces are re-exported here."""
+
+from simlm_ir.modeling.generators import Generator, MLMGenerator, UnigramGenerator
 from simlm_ir.modeling.masking import MaskPair, WholeWordMasker, extra_mask_rate
-from simlm_ir.modeling.simlm import (
-    Generator,
-    MLMGenerator,
-    SimLMConfig,
-    SimLMForPretraining,
-    SimLMOutput,
-    UnigramGenerator,
-    load_encoder,
-    load_tokenizer,
-)
+from simlm_ir.modeling.rlm import SimLMConfig, SimLMForPretraining, SimLMOutput, load_encoder, load_tokenizer
 
 __all__ = [
     "Generator", "MLMGenerator", "MaskPair", "SimLMConfig", "SimLMForPretraining", "SimLMOutput",

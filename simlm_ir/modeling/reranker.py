@@ -15,10 +15,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from simlm_ir.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.data.trec import Run, ranked
 from simlm_ir.errors import CheckpointError
-from simlm_ir.progress import progress
-from simlm_ir.runs import Run, ranked
+from simlm_ir.modeling.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.util.progress import progress
 
 RERANK_MAX_LENGTH = 192
 
@@ -26,7 +26,8 @@ RERANK_MAX_LENGTH = 192
 class CrossEncoder:
     def __init__(self, checkpoint: str | os.PathLike, device: str | None = None, max_length: int = RERANK_MAX_LENGTH,
                  batch_size: int = 64):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging as hf_logging
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import logging as hf_logging
 
         self.path = resolve_checkpoint(checkpoint)
         check_bert_like(self.path)

@@ -3,7 +3,7 @@
     python -m simlm_ir.train.mine --dataset debian-known-item/train --method bm25 --output bm25_negs.jsonl
     python -m simlm_ir.train.colbert --train-file bm25_negs.jsonl --output work/colbert-default
 
-Model and scoring: :mod:`simlm_ir.colbert` (ColBERTv2's, from MiniLM by default, a fresh 128-dim
+Model and scoring: :mod:`simlm_ir.modeling.colbert` (ColBERTv2's, from MiniLM by default, a fresh 128-dim
 projection). Each query brings 1 positive + ``group_size - 1`` hard negatives from the training file
 (``simlm_ir.train.data`` format); with ``--in-batch`` (the default, as ColBERTv2's
 ``use_ib_negatives``) every passage of the batch is a negative too. Loss: cross-entropy over the raw
@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from simlm_ir.colbert import ColBERT, ColBERTConfig, maxsim
-from simlm_ir.corpus import iter_passages
+from simlm_ir.data.datasets import iter_passages
+from simlm_ir.modeling.colbert import ColBERT, ColBERTConfig, maxsim
 from simlm_ir.train.distributed import final_loss, run_training_cli
 from simlm_ir.train.loop import GroupBatches, run_loop
 

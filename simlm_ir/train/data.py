@@ -7,6 +7,9 @@ A training file is JSONL, one query per line (as Tevatron's)::
 
 Negatives are ranked (best first) and never contain a positive. Groups for a training step are
 1 positive followed by ``n`` negatives sampled from the top of that list.
+
+Also the data order every trainer shares (:class:`DataOrder`, :func:`derive_seed`): which examples
+a step reads depends only on the seed and the step, so interrupted runs resume bit for bit.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
+from simlm_ir.data.trec import Run, ranked
 from simlm_ir.errors import InputFormatError
-from simlm_ir.io_utils import atomic_write
-from simlm_ir.runs import Run, ranked
+from simlm_ir.util.io import atomic_write
 
 
 @dataclass
@@ -110,3 +115,29 @@ def sample_group(ex: TrainExample, n_negatives: int, rng: random.Random, all_doc
         if d not in positives and d not in negs:
             negs.append(d)
     return [pos, *negs]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from (seed, purpose, step, ...): independent streams with no shared state."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+class DataOrder:
+    """Example indices for any (micro-batch, rank): epoch-wise permutations seeded by (seed, epoch).
+
+    Like DistributedSampler, ranks read disjoint, interleaved slices of one global order, so the data
+    a step sees depends only on the seed and the step, never on how the run was interrupted.
+    """
+
+    def __init__(self, n: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.batch_size, self.rank, self.world = n, seed, batch_size, rank, world
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng(derive_seed(self.seed, 1, epoch)).permutation(self.n)}
+        return self._perms[epoch]
+
+    def indices(self, micro_batch: int) -> list[int]:
+        start = (micro_batch * self.world + self.rank) * self.batch_size
+        return [int(self._perm(g // self.n)[g % self.n]) for g in range(start, start + self.batch_size)]

@@ -38,15 +38,6 @@ def init_from_env(device: str = "auto") -> bool:
     return True
 
 
-def local_device(device: str) -> str | None:
-    """``device`` with ``auto`` resolved per process: ``cuda:LOCAL_RANK`` when CUDA is there."""
-    if device not in ("auto", None, ""):
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return "cpu"
-
-
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

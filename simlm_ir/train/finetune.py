@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 
-from simlm_ir.corpus import iter_passages
+from simlm_ir.data.datasets import iter_passages
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.io_utils import atomic_write
 from simlm_ir.modeling.losses import KD_CONTRASTIVE_WEIGHT, TAU, contrastive_loss, distillation_loss
-from simlm_ir.train.data import read_train_file, sample_group
-from simlm_ir.train.distributed import barrier, final_loss, gather_with_grad, local_device, rank_world, run_training_cli
+from simlm_ir.train.data import DataOrder, derive_seed, read_train_file, sample_group
+from simlm_ir.train.distributed import barrier, final_loss, gather_with_grad, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
-from simlm_ir.train.pretrain import DataOrder, derive_seed
+from simlm_ir.util.io import atomic_write
 
 CONFIG_NAME = "finetune_config.json"
 
@@ -73,12 +72,11 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
     Under torch.distributed each rank encodes its own slice of every global batch; see the module
     docstring. One process gives exactly the behaviour it had before distributed support.
     """
-    from simlm_ir.encode.simlm import SimLMEncoder
+    from simlm_ir.encode.encoder import SimLMEncoder
 
     rank, world = rank_world()
     torch.manual_seed(cfg.seed)
-    device = None if cfg.device == "auto" and world == 1 else local_device(cfg.device)
-    enc = SimLMEncoder(cfg.init, device=device,
+    enc = SimLMEncoder(cfg.init, device=cfg.device,
                        threads=cfg.threads or None, query_max_length=cfg.query_max_length,
                        passage_max_length=cfg.passage_max_length)
     model = enc.model

@@ -15,19 +15,26 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.io_utils import atomic_directory, atomic_write
-from simlm_ir.progress import progress
-from simlm_ir.train.distributed import (all_reduce_gradients, barrier, broadcast_parameters, mean_across_ranks,
-                                        rank_world)
+from simlm_ir.train.data import DataOrder, derive_seed, read_train_file, sample_group
+from simlm_ir.train.distributed import (
+    all_reduce_gradients,
+    barrier,
+    broadcast_parameters,
+    mean_across_ranks,
+    rank_world,
+)
+from simlm_ir.util.io import atomic_directory, atomic_write
+from simlm_ir.util.progress import progress
 
 TRAINER_STATE = "trainer_state.pt"
 TRAIN_LOG = "train_log.jsonl"
@@ -166,11 +173,6 @@ class GroupBatches:
     every random choice derived from (seed, step), so ``resume`` reproduces the same batches."""
 
     def __init__(self, cfg, doc_ids, config_name: str):
-        from dataclasses import asdict
-
-        from simlm_ir.train.data import read_train_file
-        from simlm_ir.train.pretrain import DataOrder
-
         self.cfg = cfg
         self.doc_ids = sorted(doc_ids)
         self.examples = read_train_file(cfg.train_file, set(self.doc_ids))
@@ -183,11 +185,6 @@ class GroupBatches:
 
     def step(self, step: int):
         """This step's training examples and their groups (positive first); seeds dropout too."""
-        import random
-
-        from simlm_ir.train.data import sample_group
-        from simlm_ir.train.pretrain import derive_seed
-
         rng = random.Random(derive_seed(self.cfg.seed, 2, step))
         torch.manual_seed(derive_seed(self.cfg.seed, 3, step))  # dropout
         batch = [self.examples[i] for i in self.order.indices(step)]

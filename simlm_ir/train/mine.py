@@ -12,31 +12,31 @@ import shutil
 import sys
 from pathlib import Path
 
-from simlm_ir.collections import load_collection
+from simlm_ir.data.datasets import load_collection
+from simlm_ir.data.trec import Run
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.runs import Run
+from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
 from simlm_ir.train.data import build_examples, negatives_from_run, write_train_file
 
 
 def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
-    from simlm_ir.systems import BM25System
-
+    """Top-``depth`` of BM25 over the collection's (cached) Lucene index."""
     collection = load_collection(dataset)
-    system = BM25System(k1=k1, b=b, threads=threads)
-    system.prepare(collection, Path(work_dir))
-    return system.searcher.batch_search(collection.queries, k=depth, threads=threads)
+    index = cached_lucene_index(collection.passages, Path(work_dir), threads=threads)
+    return BM25Searcher(index.path, k1, b).batch_search(collection.queries, k=depth, threads=threads)
 
 
 def dense_run(dataset: str, encoder, work_dir, depth: int) -> Run:
     """Top-``depth`` of a SimLM checkpoint over a flat index of the collection's passages."""
-    from simlm_ir.encode.faiss_index import DenseSearcher, build_index
-    from simlm_ir.encode.simlm import SimLMEncoder
+    from simlm_ir.encode.encoder import SimLMEncoder
+    from simlm_ir.index.faiss import build_index
+    from simlm_ir.search.dense import DenseSearcher
 
     collection = load_collection(dataset)
     enc = encoder if isinstance(encoder, SimLMEncoder) else SimLMEncoder(encoder)
     index_dir = Path(work_dir) / collection.slug / f"mine-{Path(enc.name).name}"
     shutil.rmtree(index_dir, ignore_errors=True)  # the checkpoint at this path may have been retrained
-    build_index(collection.dataset_id, enc, index_dir)
+    build_index(collection.passages, enc, index_dir, corpus_key=collection.dataset_id)
     searcher = DenseSearcher(index_dir, enc)
     qids = list(collection.queries)
     hits = searcher.batch_search([collection.queries[q] for q in qids], qids, k=depth)

@@ -32,22 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from simlm_ir.checkpoints import resolve_checkpoint
-from simlm_ir.corpus import iter_passages
+from simlm_ir.data.datasets import iter_passages
 from simlm_ir.errors import InputFormatError, SimLMIRError
-from simlm_ir.io_utils import atomic_directory, atomic_write
+from simlm_ir.modeling.checkpoints import quiet_transformers, resolve_checkpoint
+from simlm_ir.modeling.generators import MLMGenerator, UnigramGenerator
 from simlm_ir.modeling.masking import WholeWordMasker
+from simlm_ir.modeling.rlm import SimLMConfig, SimLMForPretraining, check_bert_encoder, load_encoder, load_tokenizer
+from simlm_ir.train.data import DataOrder, derive_seed
 from simlm_ir.train.distributed import barrier, rank_world, run_training_cli
-from simlm_ir.modeling.simlm import (
-    MLMGenerator,
-    SimLMConfig,
-    SimLMForPretraining,
-    UnigramGenerator,
-    _quiet_transformers,
-    check_bert_encoder,
-    load_encoder,
-    load_tokenizer,
-)
+from simlm_ir.util.device import resolve_device
+from simlm_ir.util.io import atomic_directory, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -197,32 +191,6 @@ def tokenize_passages(passages, tokenizer, max_length: int, chunk: int = 2000) -
     return TokenizedCorpus(np.concatenate(ids), np.concatenate(types), offsets)
 
 
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from (seed, purpose, step, ...): independent streams with no shared state."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
-
-
-class DataOrder:
-    """Example indices for any (micro-batch, rank): epoch-wise permutations seeded by (seed, epoch).
-
-    Like DistributedSampler, ranks read disjoint, interleaved slices of one global order, so the data
-    a step sees depends only on the seed and the step, never on how the run was interrupted.
-    """
-
-    def __init__(self, n: int, seed: int, batch_size: int, rank: int = 0, world: int = 1):
-        self.n, self.seed, self.batch_size, self.rank, self.world = n, seed, batch_size, rank, world
-        self._perms: dict[int, np.ndarray] = {}
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng(derive_seed(self.seed, 1, epoch)).permutation(self.n)}
-        return self._perms[epoch]
-
-    def indices(self, micro_batch: int) -> list[int]:
-        start = (micro_batch * self.world + self.rank) * self.batch_size
-        return [int(self._perm(g // self.n)[g % self.n]) for g in range(start, start + self.batch_size)]
-
-
 def collate(corpus: TokenizedCorpus, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch of passages to its longest member."""
     examples = [corpus.example(i) for i in indices]
@@ -246,18 +214,6 @@ _dist = rank_world
 _barrier = barrier
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            rank_local = int(os.environ.get("LOCAL_RANK", 0))
-            return torch.device("cuda", rank_local)
-        return torch.device("cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise SimLMIRError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:0, ...)") from None
-
-
 def _autocast(device: torch.device, bf16: bool):
     if not bf16:
         return contextlib.nullcontext()
@@ -271,7 +227,7 @@ def _autocast(device: torch.device, bf16: bool):
 
 def warmup_generator_config(encoder_config, tokenizer, overrides: str = "") -> dict:
     """A small BERT for the MLM-warm-up generator: ~1/3 of the encoder's width (as ELECTRA), 2 layers."""
-    from simlm_ir.modeling.simlm import parse_config_overrides
+    from simlm_ir.modeling.rlm import parse_config_overrides
 
     hidden = max(64, (encoder_config.hidden_size // 3) // 64 * 64)
     cfg = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "hidden_size": hidden,
@@ -325,7 +281,7 @@ def train_warmup_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokeniz
     if bar is not None:
         bar.close()
     with atomic_directory(out_dir) as tmp:
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
     return {"kind": "mlm-warmup", "path": str(out_dir), "warmup_steps": cfg.generator_warmup_steps,

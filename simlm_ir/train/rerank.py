@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from simlm_ir.corpus import iter_passages
+from simlm_ir.data.datasets import iter_passages
 from simlm_ir.modeling.losses import listwise_rerank_loss
 from simlm_ir.modeling.reranker import RERANK_MAX_LENGTH, CrossEncoder
 from simlm_ir.train.distributed import final_loss, run_training_cli

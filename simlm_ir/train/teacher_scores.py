@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from simlm_ir.corpus import iter_passages
+from simlm_ir.data.datasets import iter_passages
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.modeling.reranker import CrossEncoder
-from simlm_ir.progress import progress
 from simlm_ir.train.data import read_train_file, write_train_file
+from simlm_ir.util.progress import progress
 
 
 def score_train_file(reranker, train_file, output, corpus="debian-known-item", negatives: int = 23,

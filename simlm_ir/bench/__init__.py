@@ -1,0 +1,1 @@
+"""Benchmarks: the systems (:mod:`.systems`), the lineup by short name, the runner that writes runs and leaderboards."""

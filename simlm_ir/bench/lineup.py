@@ -1,0 +1,93 @@
+"""The late-interaction and hybrid baselines in a benchmark lineup, by short name.
+
+``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem`; ``hybrid`` and ``rrf`` fuse the lineup's
+SimLM and BM25 rows (:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with
+their own rows. Missing pieces skip a system with a one-line message, as
+:func:`simlm_ir.bench.systems.build_systems` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
+
+BASELINE_CHOICES = ("colbert", "hybrid", "rrf")
+DEFAULT_COLBERT = "work/colbert-default"
+COLBERT_TRAIN_COMMAND = ("python -m simlm_ir.train.colbert --train-file work/default/bm25_negs.jsonl "
+                         "--output work/colbert-default")
+AUTO = "auto"
+
+
+def default_tune_split(dataset_id: str) -> str | None:
+    """A held-out split to tune fusion weights on: ``.../test`` -> ``.../dev`` when ir_datasets
+    knows it; TREC DL -> MS MARCO dev/small; otherwise None."""
+    import ir_datasets
+
+    from simlm_ir.data import embedded
+
+    if dataset_id.startswith("msmarco-passage/trec-dl-"):
+        return "msmarco-passage/dev/small"
+    if dataset_id.endswith("/test"):
+        embedded.register()
+        candidate = dataset_id[: -len("/test")] + "/dev"
+        if candidate in ir_datasets.registry:
+            return candidate
+    return None
+
+
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags every benchmark script shares: BM25 parameters, threads and output/cache dirs."""
+    ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
+    ap.add_argument("--b", type=float, default=0.4, help="BM25 b")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs-dir", default="runs", help="where runs and leaderboards go")
+    ap.add_argument("--work-dir", default="work", help="cache for indexes")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("ColBERT and hybrid baselines")
+    g.add_argument("--colbert", default=DEFAULT_COLBERT, metavar="CHECKPOINT",
+                   help="ColBERT checkpoint: ours (python -m simlm_ir.train.colbert) or a ColBERTv2 dir/hub id "
+                        "(default: %(default)s)")
+    g.add_argument("--alpha", type=float, default=None,
+                   help="fixed hybrid weight of BM25 (SimLM + alpha x BM25, normalised); default: tuned")
+    g.add_argument("--tune-on", default=AUTO, metavar="DATASET",
+                   help="held-out split to tune alpha on (default: the collection's dev split)")
+    g.add_argument("--alpha-grid", type=float, nargs="+", default=list(DEFAULT_ALPHA_GRID))
+    g.add_argument("--fusion-depth", type=int, default=1000, help="documents per component run (Pyserini's k0)")
+
+
+def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT_COLBERT,
+                   alpha: float | None = None, tune_on: str | None = AUTO, measure: str = "RR@10",
+                   grid=DEFAULT_ALPHA_GRID, depth: int = 1000, say: Callable[[str], None] = print) -> list:
+    """``systems`` plus the baselines named in ``names`` (in place; also returned)."""
+    if "colbert" in names:
+        from simlm_ir.search.colbert import ColBERTSystem
+
+        if colbert == DEFAULT_COLBERT and not Path(colbert, "config.json").exists():
+            say(f"skipping ColBERT: {colbert} is not trained yet; train it with `{COLBERT_TRAIN_COMMAND}`")
+        else:
+            systems.append(ColBERTSystem(colbert))
+    wanted = [n for n in ("hybrid", "rrf") if n in names]
+    if not wanted:
+        return systems
+    index = {s.name: i for i, s in enumerate(systems)}
+    if "SimLM" not in index or "BM25" not in index:
+        say(f"skipping {' and '.join(wanted)}: they fuse the SimLM and BM25 systems; run both")
+        return systems
+    for name in ("SimLM", "BM25"):  # the fusions and the systems' own rows share one search each
+        systems[index[name]] = cached(systems[index[name]])
+    dense, sparse = systems[index["SimLM"]], systems[index["BM25"]]
+    if "hybrid" in wanted:
+        split = default_tune_split(dataset_id) if tune_on == AUTO else tune_on
+        if alpha is None and split is None:
+            say(f"skipping hybrid: no held-out split known for {dataset_id}; pass --alpha or --tune-on DATASET")
+        else:
+            systems.append(FusionSystem(dense, sparse, "interpolation", alpha=alpha, tune_on=split, grid=grid,
+                                        measure=measure, depth=depth))
+    if "rrf" in wanted:
+        systems.append(FusionSystem(dense, sparse, "rrf", depth=depth))
+    return systems

@@ -1,0 +1,86 @@
+"""Run retrieval systems over a collection and produce TREC runs and a leaderboard (judged by qrels,
+or by DPR answer match for open-domain QA).
+
+A *system* is anything with a ``name``, ``prepare(collection, work_dir)`` (build or reuse its
+index; returns an :class:`~simlm_ir.search.base.IndexInfo`) and ``search(queries, k)`` (returns a
+:class:`~simlm_ir.search.base.SearchResult`): the :class:`~simlm_ir.search.base.System` protocol.
+Adding SimLM, ColBERT or a fusion is adding a system.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from pathlib import Path
+from typing import Sequence
+
+from simlm_ir.bench.systems import record_run
+from simlm_ir.data.datasets import load_collection
+from simlm_ir.data.trec import ranked, write_trec_run
+from simlm_ir.eval.leaderboard import SystemResult, to_markdown, write_leaderboard
+from simlm_ir.eval.measures import DEFAULT_MEASURES, evaluate
+from simlm_ir.eval.qa import QACollection, answer_qrels, passage_texts
+from simlm_ir.search.base import System
+
+
+def file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-").lower()
+
+
+def run_benchmark(dataset, systems: Sequence[System], runs_dir="runs", work_dir="work",
+                  measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000,
+                  record: set[str] = frozenset()) -> tuple[list[SystemResult], str]:
+    """Index, search and evaluate every system on ``dataset`` (an ir_datasets id or a collection
+    object such as :class:`~simlm_ir.data.datasets.LocalCollection`); write runs and the leaderboard.
+
+    Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``;
+    systems named in ``record`` are also recorded under ``runs/<collection>/recorded/``.
+    """
+    collection = load_collection(dataset) if isinstance(dataset, str) else dataset
+    queries, qrels = collection.queries, collection.qrels
+    out_dir = Path(runs_dir) / collection.slug
+    results: list[SystemResult] = []
+    for system in systems:
+        info = system.prepare(collection, Path(work_dir))
+        searched = system.search(queries, hits)
+        write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
+        if system.name in record:
+            record_run(out_dir / "recorded", file_stem(system.name), system.name, getattr(system, "note", ""),
+                       searched, info, {"checkpoint": str(getattr(system, "checkpoint", ""))})
+        results.append(SystemResult(
+            name=system.name, evaluation=evaluate(searched.run, qrels, measures),
+            index_bytes=info.size_bytes,
+            latency_ms=statistics.fmean(searched.latencies_ms) if searched.latencies_ms else None,
+            encode_s=info.build_seconds, note=getattr(system, "note", "")))
+    title = f"{collection.dataset_id}: {len(qrels)} judged queries"
+    write_leaderboard(results, measures, out_dir, title)
+    return results, to_markdown(results, measures, title)
+
+
+def run_qa_benchmark(collection: QACollection, systems, runs_dir="runs", work_dir="work",
+                     topk: tuple[int, ...] = (20, 100), published=(), say=print):
+    """Index, search and judge by answer match; write runs and the leaderboard.
+
+    Returns (results, Markdown). Runs go to ``runs/<name>/<system>.trec``; measures are
+    ``Success@k`` (DPR's top-k accuracy, the papers' "R@k") for each ``k`` in ``topk``.
+    """
+    depth = max(topk)
+    measures = [f"Success@{k}" for k in topk]
+    out_dir = Path(runs_dir) / collection.slug
+    searched = []
+    for system in systems:
+        info = system.prepare(collection, Path(work_dir))
+        result = system.search(collection.queries, depth)
+        write_trec_run(result.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
+        searched.append((system, info, result))
+    retrieved = {d for _, _, r in searched for docs in r.run.values() for d, _ in ranked(docs)[:depth]}
+    say(f"judging {len(retrieved)} retrieved passages by answer match")
+    qrels = answer_qrels([r.run for _, _, r in searched], collection.answers,
+                         passage_texts(collection.dataset_id, retrieved), depth)
+    results = [SystemResult(name=s.name, evaluation=evaluate(r.run, qrels, measures), index_bytes=info.size_bytes,
+                            latency_ms=statistics.fmean(r.latencies_ms) if r.latencies_ms else None,
+                            encode_s=info.build_seconds, note=getattr(s, "note", ""))
+               for s, info, r in searched]
+    title = f"{collection.name}: {len(collection.queries)} questions, answer-match top-k accuracy (Success@k = R@k)"
+    write_leaderboard(results, measures, out_dir, title, published)
+    return results, to_markdown(results, measures, title, published)

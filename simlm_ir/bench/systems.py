@@ -1,0 +1,228 @@
+"""Retrieval systems for the benchmark: BM25, dense (SimLM and off-the-shelf), re-ranking.
+
+Each system has ``name``, ``note``, ``prepare(collection, work_dir) -> IndexInfo`` and
+``search(queries, k) -> SearchResult`` (per-query latency measured one query at a time, query
+encoding included). Indexes are cached under ``work_dir`` keyed by corpus and model content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from simlm_ir.data.corpus import corpus_fingerprint, count_jsonl_passages
+from simlm_ir.data.datasets import Collection, corpus_key
+from simlm_ir.search.base import IndexInfo, SearchResult
+from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
+from simlm_ir.util.progress import progress
+
+
+def model_fingerprint(path: str) -> str:
+    """Content hash of a local checkpoint's weights (a hub id hashes as its name)."""
+    h = hashlib.sha256()
+    p = Path(path)
+    files = sorted(p.glob("*.safetensors")) + sorted(p.glob("*.bin")) if p.is_dir() else []
+    if not files:
+        h.update(str(path).encode())
+    for f in files:
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+class BM25System:
+    """BM25 over a Lucene index of title+text ("flat"), via Pyserini."""
+
+    def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 2, name: str = "BM25", note: str = ""):
+        self.k1, self.b, self.threads, self.name, self.note = k1, b, threads, name, note
+        self.searcher: BM25Searcher | None = None
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        info = cached_lucene_index(collection.passages, work_dir, threads=self.threads)
+        self.searcher = BM25Searcher(info.path, self.k1, self.b)
+        return IndexInfo(info.size_bytes, info.build_seconds)
+
+    def search(self, queries, k):
+        return self.searcher.search(queries, k)
+
+
+class DenseSystem:
+    """A bi-encoder over a flat inner-product FAISS index in Pyserini's layout.
+
+    ``encoder``: a checkpoint name/path (SimLM input format, [CLS] pooling), or ``("mean", path)``
+    for a mean-pooling sentence encoder such as all-MiniLM-L6-v2 off the shelf.
+    """
+
+    def __init__(self, name: str, checkpoint: str, pooling: str = "cls", note: str = "", batch_size: int = 64):
+        self.name, self.checkpoint, self.pooling, self.note, self.batch_size = name, checkpoint, pooling, note, batch_size
+        self.searcher = None
+
+    def _encoder(self):
+        if self.pooling == "mean":
+            from simlm_ir.encode.mean_pooling import MeanPoolingEncoder
+
+            return MeanPoolingEncoder(self.checkpoint)
+        from simlm_ir.encode.encoder import SimLMEncoder
+
+        return SimLMEncoder(self.checkpoint, batch_size=self.batch_size)
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        from simlm_ir.index.faiss import build_index
+        from simlm_ir.search.dense import DenseSearcher
+
+        encoder = self._encoder()
+        corpus_fp, _ = corpus_fingerprint(collection.passages())
+        index_dir = Path(work_dir) / "faiss" / f"{self.pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}"
+        timing = index_dir / "simlm_ir_build.json"
+        if timing.exists() and (index_dir / "index").exists():
+            seconds = json.loads(timing.read_text())["build_seconds"]
+        else:
+            start = time.perf_counter()
+            source = collection.corpus_source
+            build_index(collection.passages, encoder, index_dir, corpus_key=corpus_key(source),
+                        total=count_jsonl_passages(source), batch_size=self.batch_size)
+            seconds = time.perf_counter() - start
+            timing.write_text(json.dumps({"build_seconds": seconds}))
+        self.searcher = DenseSearcher(index_dir, encoder)
+        size = (index_dir / "index").stat().st_size + (index_dir / "docid").stat().st_size
+        return IndexInfo(size, seconds)
+
+    def search(self, queries, k):
+        run, latencies = {}, []
+        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
+            start = time.perf_counter()
+            hits = self.searcher.search(text, k)
+            latencies.append((time.perf_counter() - start) * 1000)
+            run[qid] = {h.docid: h.score for h in hits}
+        return SearchResult(run, latencies)
+
+
+class RerankSystem:
+    """BM25 top-``depth`` re-scored by a cross-encoder; latency = BM25 + re-ranking per query."""
+
+    def __init__(self, checkpoint: str, depth: int = 100, name: str = "BM25 + re-ranker", note: str = "",
+                 bm25: BM25System | None = None):
+        self.checkpoint, self.depth, self.name, self.note = checkpoint, depth, name, note
+        self.bm25 = bm25 or BM25System()
+        self.docs: dict[str, tuple[str, str]] = {}
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        from simlm_ir.modeling.reranker import CrossEncoder
+
+        info = self.bm25.prepare(collection, work_dir)
+        self.docs = {p.id: (p.title, p.text) for p in collection.passages()}
+        self.ce = CrossEncoder(self.checkpoint)
+        return info
+
+    def search(self, queries, k):
+        """Re-scored top ``depth`` first, then the rest of BM25's top ``k`` in BM25 order (below them),
+        so recall at depths beyond the re-ranked ones is BM25's, as in a two-stage pipeline."""
+        from simlm_ir.data.trec import ranked
+
+        first = self.bm25.search(queries, max(k, self.depth))
+        top, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
+        run = {}
+        for qid, rescored in top.items():
+            floor = min(rescored.values(), default=0.0)
+            rest = [d for d, _ in ranked(first.run[qid]) if d not in rescored][: max(0, k - len(rescored))]
+            run[qid] = {**rescored, **{d: floor - 1.0 - i for i, d in enumerate(rest)}}
+        return SearchResult(run, [a + b for a, b in zip(first.latencies_ms, latencies)])
+
+
+class RecordedRunSystem:
+    """A run recorded earlier (``runs/<collection>/recorded/<stem>.trec.gz`` + ``<stem>.json``).
+
+    Used for ablation rows whose checkpoints are not shipped (e.g. the intermediate fine-tuning
+    stages of the default model): the run itself is evaluated afresh every time; index size, build
+    time and per-query latencies are the ones measured when it was recorded.
+    """
+
+    def __init__(self, meta_path: Path):
+        self.meta_path = Path(meta_path)
+        self.meta = json.loads(self.meta_path.read_text())
+        note = self.meta.get("note", "")
+        self.name, self.note = self.meta["name"], f"{note}; recorded run" if note else "recorded run"
+
+    def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
+        return IndexInfo(self.meta.get("index_bytes"), self.meta.get("build_seconds"))
+
+    def search(self, queries, k):
+        import gzip
+
+        run: dict[str, dict[str, float]] = {}
+        with gzip.open(self.meta_path.with_suffix(".trec.gz"), "rt", encoding="utf-8") as fh:
+            for line in fh:
+                qid, _, docid, rank, score, _ = line.split()
+                if qid in queries and int(rank) <= k:
+                    run.setdefault(qid, {})[docid] = float(score)
+        return SearchResult(run, self.meta.get("latencies_ms", []))
+
+
+def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchResult, info: IndexInfo,
+               extra: dict | None = None) -> Path:
+    """Write a run (gzipped TREC) and its measurements so :class:`RecordedRunSystem` can replay it."""
+    import gzip
+
+    from simlm_ir.data.trec import ranked
+    from simlm_ir.util.io import atomic_write
+
+    out_dir = Path(out_dir)
+    with atomic_write(out_dir / f"{stem}.trec.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+        for qid, docs in result.run.items():
+            for rank, (docid, score) in enumerate(ranked(docs), 1):
+                fh.write(f"{qid} Q0 {docid} {rank} {score:.6f} {stem}\n".encode())
+    meta = {"name": name, "note": note, "index_bytes": info.size_bytes, "build_seconds": info.build_seconds,
+            "latencies_ms": [round(x, 3) for x in result.latencies_ms], **(extra or {})}
+    with atomic_write(out_dir / f"{stem}.json") as fh:
+        json.dump(meta, fh, indent=1)
+    return out_dir / f"{stem}.json"
+
+
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "recorded", "rerank")
+
+
+def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
+                  k1: float = 0.9, b: float = 0.4, threads: int = 2, rerank_depth: int = 100,
+                  simlm: str = "simlm", reranker: str = "reranker-default", say=print) -> list:
+    """The benchmark's systems by short name, in leaderboard order; unavailable ones are skipped
+    with a one-line message (e.g. the default SimLM before ``benchmarks/train_default.py`` ran)."""
+    from simlm_ir.errors import CheckpointError
+    from simlm_ir.modeling.checkpoints import resolve_checkpoint
+
+    bm25 = BM25System(k1=k1, b=b, threads=threads)
+    systems: list = []
+    for name in names:
+        if name == "bm25":
+            systems.append(bm25)
+        elif name == "minilm":
+            systems.append(DenseSystem("MiniLM-L6 (off the shelf)", "minilm", pooling="mean",
+                                       note="all-MiniLM-L6-v2, mean pooling; trained on MS MARCO among others"))
+        elif name == "simlm":
+            try:
+                resolve_checkpoint(simlm)
+            except CheckpointError as exc:
+                say(f"skipping SimLM: {exc}")
+                continue
+            systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages"))
+        elif name == "recorded" and recorded_dir is not None and Path(recorded_dir).is_dir():
+            systems += [RecordedRunSystem(p) for p in sorted(Path(recorded_dir).glob("*.json"))]
+        elif name == "rerank":
+            try:
+                resolve_checkpoint(reranker)
+            except CheckpointError as exc:
+                say(f"skipping the re-ranker: {exc}")
+                continue
+            systems.append(RerankSystem(reranker, rerank_depth, name=f"BM25 + re-ranker (top {rerank_depth})",
+                                        note="MiniLM cross-encoder, the distillation teacher", bm25=bm25))
+    for label, ckpt in (dense or {}).items():
+        systems.append(DenseSystem(label, ckpt))
+    return systems
+
+
+def prefer_live(systems: list) -> list:
+    """Drop recorded runs whose system is also run live (e.g. after training ColBERT locally)."""
+    live = {s.name for s in systems if not isinstance(s, RecordedRunSystem)}
+    return [s for s in systems if not (isinstance(s, RecordedRunSystem) and s.name in live)]

@@ -1,0 +1,1 @@
+"""Index building: FAISS dense indexes (:mod:`.faiss`, ``python -m simlm_ir.index``) and ColBERT token indexes."""

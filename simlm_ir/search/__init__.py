@@ -1,0 +1,1 @@
+"""Searching: shared result types (:mod:`.base`), dense (FAISS), BM25 (Lucene), ColBERT, fusion."""

@@ -1,0 +1,1 @@
+"""Plumbing every stage uses: atomic writes (:mod:`.io`), progress bars, the device resolver."""
