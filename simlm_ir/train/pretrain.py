@@ -298,7 +298,11 @@ def build_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokenizer, enc
     if cfg.generator == "mlm-warmup":
         gen_dir = output / GENERATOR_DIR_NAME
         info_file = gen_dir / "warmup.json"
-        if not info_file.exists():
+        missing = not info_file.exists()
+        # every rank looks before rank 0 may write it, so all ranks agree on taking the barrier below
+        # (a rank that looked after rank 0 finished would skip it and deadlock the others)
+        _barrier()
+        if missing:
             if rank == 0:
                 info = train_warmup_generator(cfg, corpus, tokenizer, encoder_config, device, gen_dir)
                 with atomic_write(info_file) as fh:
