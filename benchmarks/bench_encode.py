@@ -159,7 +159,8 @@ def bench_indexes(encoder: SimLMEncoder, vectors: np.ndarray, docids: list[str],
         if judged:
             row["RR@10"] = rr_at_10({qids[i]: top[i][:10] for i in judged}, qrels)
         out[name] = row
-        print(f"  {name:34s} {row['bytes_per_passage']:8.1f} B/psg (codes {code or '-'})  p50 {row['latency_ms_p50']:6.2f} ms  "
+        print(f"  {name:34s} {row['bytes_per_passage']:8.1f} B/psg (codes {code or '-'})  "
+              f"p50 {row['latency_ms_p50']:6.2f} ms  "
               f"p95 {row['latency_ms_p95']:6.2f} ms  (search only p50 {row['search_ms_p50']:.3f} ms)  "
               f"recall@{k} {recall:.4f}" + (f"  RR@10 {row['RR@10']:.4f}" if judged else ""), flush=True)
     return out

@@ -77,7 +77,8 @@ def bench_pretrain(init: str = "minilm", corpus: str | None = None, max_length: 
     timed = [r["tokens_per_s"] for r in log[skip:]]
     resolved = str(resolve_device(device))
     out = {
-        "init": init, "encoder_parameters": run_config["encoder_parameters"], "generator": run_config["generator"]["kind"],
+        "init": init, "encoder_parameters": run_config["encoder_parameters"],
+        "generator": run_config["generator"]["kind"],
         "max_length": max_length, "batch_size": batch_size, "timed_steps": len(timed),
         "device": resolved, "threads": torch.get_num_threads(), "bf16": bf16,
         "tokens_per_s": statistics.median(timed),

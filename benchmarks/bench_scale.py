@@ -73,7 +73,8 @@ def _docstring_paragraphs(package_root: Path, skip=("test", "tests", "idlelib", 
             tree = ast.parse(f.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
-        nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, kinds)]
         for node in nodes:
             doc = ast.get_docstring(node) or ""
             for k, para in enumerate(re.split(r"\n\s*\n", doc)):
@@ -180,7 +181,8 @@ def worker(a) -> dict:
         if kind == "flat":
             top_flat = tops
         else:
-            out["hnsw_recall100_vs_flat"] = float(np.mean([len(h & f) / max(1, len(f)) for h, f in zip(tops, top_flat)]))
+            recalls = [len(h & f) / max(1, len(f)) for h, f in zip(tops, top_flat)]
+            out["hnsw_recall100_vs_flat"] = float(np.mean(recalls))
         del searcher
     out["peak_rss_total_mb"] = _peak_rss_mb()
     return out
@@ -261,7 +263,9 @@ def _cell(key: str, value) -> str:
 def _human(key: str, value: float) -> str:
     """Extrapolated values in readable units."""
     if key.endswith("_s"):
-        return f"{value / 3600:.1f} h" if value >= 3600 else f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
+        if value >= 3600:
+            return f"{value / 3600:.1f} h"
+        return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
     if key.endswith("_bytes"):
         return f"{value / 1e9:.1f} GB" if value >= 1e9 else f"{value / 1e6:.0f} MB"
     if key.endswith("_mb"):
@@ -273,7 +277,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| passages | encoder | " + " | ".join(h for _, h, _ in COLUMNS) + " |",
              "|" + "---|" * (len(COLUMNS) + 2)]
     for r in rows:
-        lines.append(f"| {r['n']:,} | {r['encoder_label']} | " + " | ".join(_cell(k, r[k]) for k, _, _ in COLUMNS) + " |")
+        cells = " | ".join(_cell(k, r[k]) for k, _, _ in COLUMNS)
+        lines.append(f"| {r['n']:,} | {r['encoder_label']} | {cells} |")
     return "\n".join(lines)
 
 
@@ -292,7 +297,8 @@ def fits(rows: list[dict], target: int) -> tuple[str, dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     p.add_argument("--encoder", default=None,
@@ -300,7 +306,8 @@ def main(argv=None) -> int:
     p.add_argument("--full-max", type=int, default=None,
                    help="largest size the full encoder encodes (default: all sizes on GPU, 10,000 on CPU); every "
                         "size is also run with the smaller --small-layers encoder, which gives the growth fits")
-    p.add_argument("--small-layers", type=int, default=2, help="layers kept in the smaller encoder (default: %(default)s)")
+    p.add_argument("--small-layers", type=int, default=2,
+                   help="layers kept in the smaller encoder (default: %(default)s)")
     p.add_argument("--debian-docs", type=Path, default=DEBIAN_DOCS,
                    help="full Debian description source (docs.jsonl); default: %(default)s if present")
     p.add_argument("--batch-size", type=int, default=64)

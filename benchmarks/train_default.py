@@ -61,13 +61,16 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
                              "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size)]),
         ("stage1", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"),
-                         "--init", str(w / "pretrained"), "--output", str(w / "stage1"), "--lr", str(a.lr), *ft(a.group_size)]),
+                         "--init", str(w / "pretrained"), "--output", str(w / "stage1"), "--lr", str(a.lr),
+                         *ft(a.group_size)]),
         ("mine-dense", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "dense",
-                             "--encoder", str(w / "stage1"), "--depth", "100", "--output", str(w / "stage1_negs.all.jsonl"),
+                             "--encoder", str(w / "stage1"), "--depth", "100",
+                             "--output", str(w / "stage1_negs.all.jsonl"),
                              "--work-dir", str(ROOT / "work")]),
         ("subset2", []),
         ("stage2", py + ["simlm_ir.train.finetune", "--train-file", str(w / "stage1_negs.jsonl"),
-                         "--init", str(w / "pretrained"), "--output", str(w / "stage2"), "--lr", str(a.lr), *ft(a.group_size)]),
+                         "--init", str(w / "pretrained"), "--output", str(w / "stage2"), "--lr", str(a.lr),
+                         *ft(a.group_size)]),
         ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / "stage1_negs.jsonl"), "--init", "minilm",
                            "--output", str(w / "reranker"), "--corpus", DATASET, "--group-size", str(a.group_size),
                            "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", str(a.rerank_lr),
@@ -120,7 +123,8 @@ def main(argv=None) -> int:
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--kd-group-size", type=int, default=6)
     ap.add_argument("--rerank-batch", type=int, default=8)
-    ap.add_argument("--rerank-lr", type=float, default=2e-4, help="a fresh 1-logit head needs more than 3e-5 in 40 steps")
+    ap.add_argument("--rerank-lr", type=float, default=2e-4,
+                    help="a fresh 1-logit head needs more than 3e-5 in 40 steps")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--kd-lr", type=float, default=5e-5)

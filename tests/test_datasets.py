@@ -47,10 +47,14 @@ def test_beir_layout_is_read_offline():
     base.mkdir(parents=True)
     with zipfile.ZipFile(base / "source.zip", "w") as z:
         z.writestr("scifact/corpus.jsonl", "\n".join(json.dumps(d) for d in [
-            {"_id": "4983", "title": "Microstructural development of human brain", "text": "Alterations of the architecture of cerebral white matter in the developing human brain can affect cortical development."},
-            {"_id": "5836", "title": "Induction of myelodysplasia", "text": "Myelodysplastic syndromes are a group of clonal hematopoietic stem cell diseases."},
+            {"_id": "4983", "title": "Microstructural development of human brain",
+             "text": "Alterations of the architecture of cerebral white matter in the developing human brain can "
+                     "affect cortical development."},
+            {"_id": "5836", "title": "Induction of myelodysplasia",
+             "text": "Myelodysplastic syndromes are a group of clonal hematopoietic stem cell diseases."},
         ]) + "\n")
-        z.writestr("scifact/queries.jsonl", json.dumps({"_id": "1", "text": "0-dimensional biomaterials show inductive properties."}) + "\n")
+        query = {"_id": "1", "text": "0-dimensional biomaterials show inductive properties."}
+        z.writestr("scifact/queries.jsonl", json.dumps(query) + "\n")
         z.writestr("scifact/qrels/test.tsv", "query-id\tcorpus-id\tscore\n1\t4983\t1\n")
     col = load_collection("beir/scifact/test")
     passages = list(col.passages())
@@ -68,7 +72,8 @@ def test_local_collection_in_pyserini_formats(tmp_path):
                                            '{"id": "d2", "title": "FAISS", "text": "vector search"}\n')
     (tmp_path / "topics.tsv").write_text("1\twhat powers anserini\n2\tvector search library\n")
     (tmp_path / "qrels.txt").write_text("1 0 d1 1\n2 0 d2 2\n9 0 d1 1\n")
-    col = LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"), str(tmp_path / "qrels.txt"), "mini")
+    col = LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"), str(tmp_path / "qrels.txt"),
+                          "mini")
     assert [p.id for p in col.passages()] == ["d1", "d2"]
     with pytest.warns(UserWarning, match="1 judged queries are not in the topics"):
         assert col.qrels == {"1": {"d1": 1}, "2": {"d2": 2}}
@@ -79,4 +84,5 @@ def test_local_collection_in_pyserini_formats(tmp_path):
         LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "bad.tsv"), str(tmp_path / "qrels.txt")).queries
     (tmp_path / "bad_qrels.txt").write_text("1 0 d1 1\n2 d2 1\n")
     with pytest.raises(InputFormatError, match=r"bad_qrels.txt:2: expected 4 columns"):
-        LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"), str(tmp_path / "bad_qrels.txt")).qrels
+        LocalCollection(str(tmp_path / "corpus.jsonl"), str(tmp_path / "topics.tsv"),
+                        str(tmp_path / "bad_qrels.txt")).qrels

@@ -97,7 +97,8 @@ def test_finetune_two_processes_match_one_process_with_the_global_batch(tiny, tm
 def _pt_args(tiny, out, batch_size: int) -> list[str]:
     no_dropout = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
     return ["--corpus", str(tiny / "corpus.jsonl"), "--init", "scratch", "--output", str(out),
-            "--config-overrides", f"hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,{no_dropout}",
+            "--config-overrides",
+            f"hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,{no_dropout}",
             "--generator", "mlm-warmup", "--generator-warmup-steps", "2",
             "--generator-config-overrides", "hidden_size=32,num_attention_heads=2,intermediate_size=64",
             "--max-length", "48", "--batch-size", str(batch_size), "--lr", "2e-3", "--warmup-steps", "1",

@@ -12,7 +12,7 @@ from simlm_ir.data.datasets import iter_passages
 from simlm_ir.encode.encoder import SimLMEncoder
 from simlm_ir.errors import InputFormatError
 from simlm_ir.index.__main__ import main as index_main
-from simlm_ir.index.faiss import IndexConfig, ShardedVectors, build_from_shards, build_index, encode_shard, merge_shards
+from simlm_ir.index.faiss import IndexConfig, ShardedVectors, build_from_shards, build_index, encode_shard
 from simlm_ir.search.dense import DenseSearcher, load_index
 
 
@@ -158,7 +158,15 @@ def test_sharded_build_equals_unsharded_and_resumes(tmp_path, corpus, encoder, f
                                atol=1e-5)
     assert stats.passages == len(PASSAGES)
     # the memory-mapped view the build reads equals the in-memory merge, for slices and row picks
-    mapped, (vectors, ids, _) = ShardedVectors(out, 3), merge_shards(out, 3)
+    # (shard k holds passages k, k+3, ...: interleave the raw shard files back into corpus order)
+    shards = sorted((out / "shards").iterdir())
+    raw = [np.fromfile(s / "embeddings.f32", dtype="<f4").reshape(-1, encoder.dim) for s in shards]
+    vectors = np.empty((sum(len(r) for r in raw), encoder.dim), dtype=np.float32)
+    ids = [""] * len(vectors)
+    for k, (s, r) in enumerate(zip(shards, raw)):
+        vectors[k::3] = r
+        ids[k::3] = (s / "docid").read_text().splitlines()
+    mapped = ShardedVectors(out, 3)
     assert mapped.shape == vectors.shape and list(mapped.iter_docids(out)) == ids == docids
     for key in (slice(0, len(vectors)), slice(4, 17), slice(29, 40), [28, 0, 5, 14]):
         np.testing.assert_array_equal(mapped[key], vectors[key])
@@ -170,7 +178,8 @@ def test_sharded_build_equals_unsharded_and_resumes(tmp_path, corpus, encoder, f
             raise AssertionError("a finished shard was re-encoded")
 
     before = {p: p.stat().st_mtime_ns for p in (out / "shards").rglob("*")}
-    again = build_index(read(corpus), MustNotEncode(), out, IndexConfig("hnsw"), shard_num=3, progress=False, corpus_key=str(corpus))
+    again = build_index(read(corpus), MustNotEncode(), out, IndexConfig("hnsw"), shard_num=3, progress=False,
+                        corpus_key=str(corpus))
     assert (again.shards_encoded, again.shards_reused) == (0, 3)
     assert {p: p.stat().st_mtime_ns for p in (out / "shards").rglob("*")} == before
     index, _ = load_index(out)
@@ -260,7 +269,8 @@ def test_corpus_and_shard_errors(tmp_path, corpus):
         build_from_shards(tmp_path / "mixed", shard_num=2, progress=False)
 
     with pytest.raises(ValueError, match="at least 256 passages"):
-        build_index(read(corpus), StubEncoder(8), tmp_path / "pq", IndexConfig("pq", pq_m=2), progress=False, corpus_key=str(corpus))
+        build_index(read(corpus), StubEncoder(8), tmp_path / "pq", IndexConfig("pq", pq_m=2), progress=False,
+                    corpus_key=str(corpus))
     with pytest.raises(ValueError, match="shard"):
         encode_shard(read(corpus), StubEncoder(8), tmp_path / "x", 3, 3, corpus_key=str(corpus))
 

@@ -25,7 +25,8 @@ def tiny(tmp_path_factory):
 def test_mining_excludes_positives_and_keeps_rank_order():
     run = {"q1": {"apt": 9.0, "dpkg": 8.0, "vim": 1.0, "curl": 5.0}}
     negs = negatives_from_run(run, {"q1": {"apt": 1, "vim": 0}}, depth=3)
-    assert negs == {"q1": ["dpkg", "curl"]}  # top 3 = apt, dpkg, curl; apt is a positive, vim judged 0 stays out of top 3
+    # top 3 = apt, dpkg, curl; apt is a positive, vim judged 0 stays out of top 3
+    assert negs == {"q1": ["dpkg", "curl"]}
 
 
 def test_train_file_errors_name_the_line(tmp_path):
@@ -83,8 +84,9 @@ def test_reranker_teacher_scores_and_distillation(tiny, tmp_path):
     assert rec and rec[-1]["step"] == 4
     ce = CrossEncoder(str(tmp_path / "rr"), device="cpu")
     assert ce.score(["text editor"], ["-"], [DOCS["vim"]]).shape == (1,)
-    n = score_train_file(ce, tiny / "train.jsonl", tmp_path / "teacher.jsonl", corpus=str(tiny / "corpus.jsonl"), negatives=2)
+    n = score_train_file(ce, tiny / "train.jsonl", tmp_path / "teacher.jsonl", corpus=str(tiny / "corpus.jsonl"),
+                         negatives=2)
     examples = read_train_file(tmp_path / "teacher.jsonl")
     assert n == 4 and all(len(ex.teacher_scores) == 3 for ex in examples)
-    kd = finetune(_cfg(tiny, tmp_path / "kd", train_file=str(tmp_path / "teacher.jsonl"), kd_teacher=True, max_steps=2))
+    kd = finetune(_cfg(tiny, tmp_path / "kd", kd_teacher=str(tmp_path / "teacher.jsonl"), max_steps=2))
     assert len(kd) == 2 and all(r["loss"] > 0 for r in kd)

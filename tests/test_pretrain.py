@@ -10,7 +10,8 @@ import pytest
 
 from simlm_ir.errors import CheckpointError, InputFormatError, SimLMIRError
 from simlm_ir.train.data import DataOrder
-from simlm_ir.train.pretrain import PretrainConfig, checkpoints, main, pretrain
+from simlm_ir.train.loop import checkpoints
+from simlm_ir.train.pretrain import PretrainConfig, main, pretrain
 
 TINY = "hidden_size=64,num_hidden_layers=2,num_attention_heads=2,intermediate_size=128"
 MODULES = ["json", "argparse", "collections", "functools", "pathlib", "logging", "subprocess", "tempfile",

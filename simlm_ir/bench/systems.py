@@ -57,7 +57,8 @@ class DenseSystem:
     """
 
     def __init__(self, name: str, checkpoint: str, pooling: str = "cls", note: str = "", batch_size: int = 64):
-        self.name, self.checkpoint, self.pooling, self.note, self.batch_size = name, checkpoint, pooling, note, batch_size
+        self.name, self.checkpoint, self.pooling, self.note = name, checkpoint, pooling, note
+        self.batch_size = batch_size
         self.searcher = None
 
     def _encoder(self):

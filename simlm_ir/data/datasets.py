@@ -99,6 +99,11 @@ class Collection:
                 text = doc.default_text()
             yield Passage(str(doc.doc_id), str(title).strip() or NO_TITLE, text)
 
+    def docs_store(self):
+        """ir_datasets' random-access document store (``get_many``); NotImplementedError when the
+        dataset has none."""
+        return self._ds.docs_store()
+
     def docs_count(self) -> int | None:
         try:
             return self._ds.docs_count()
@@ -110,7 +115,8 @@ class Collection:
         """qid -> query text; an empty query is an error naming the dataset and qid."""
         ds = self._ds
         if not ds.has_queries():
-            raise DatasetNotAvailableError(f"{self.dataset_id}: this dataset has no queries (pick a split, e.g. {self.dataset_id}/test)")
+            raise DatasetNotAvailableError(f"{self.dataset_id}: this dataset has no queries "
+                                           f"(pick a split, e.g. {self.dataset_id}/test)")
         out: dict[str, str] = {}
         for n, q in enumerate(self._guard("queries", lambda: list(ds.queries_iter())), 1):
             text = getattr(q, "text", None) or q.default_text()

@@ -40,7 +40,8 @@ def read_trec_run(path) -> Run:
                 continue
             parts = line.split()
             if len(parts) != 6:
-                raise InputFormatError(path, lineno, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
+                raise InputFormatError(path, lineno,
+                                       f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}")
             qid, _, docid, _, score, _ = parts
             try:
                 run.setdefault(qid, {})[docid] = float(score)

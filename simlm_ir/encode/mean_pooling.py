@@ -22,7 +22,8 @@ class MeanPoolingEncoder:
         self.dim = int(self.doc.model.config.hidden_size)
 
     def encode_passages(self, texts, titles=None, batch_size=None):
-        contents = [t if not title or title == "-" else f"{title} {t}" for t, title in zip(texts, titles or [None] * len(texts))]
+        titles = titles or [None] * len(texts)
+        contents = [t if not title or title == "-" else f"{title} {t}" for t, title in zip(texts, titles)]
         bs = batch_size or 64
         return np.concatenate([self.doc.encode(contents[i:i + bs], max_length=self.passage_max_length)
                                for i in range(0, len(contents), bs)]).astype(np.float32)

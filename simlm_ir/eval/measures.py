@@ -24,7 +24,8 @@ def parse_measures(names: Sequence[str]):
     try:
         return [ir_measures.parse_measure(n) for n in names]
     except (ValueError, NameError, SyntaxError) as exc:
-        raise ValueError(f"unknown measure in {list(names)}: {exc}; use ir-measures names such as nDCG@10, RR@10, R@1000") from None
+        raise ValueError(f"unknown measure in {list(names)}: {exc}; "
+                         "use ir-measures names such as nDCG@10, RR@10, R@1000") from None
 
 
 def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES) -> Evaluation:

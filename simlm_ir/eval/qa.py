@@ -104,10 +104,9 @@ def passage_texts(corpus: str, docids: Iterable[str]) -> dict[str, str]:
     pass over the corpus."""
     wanted = set(docids)
     if not Path(corpus).exists():
-        ds = load_collection(corpus)._ds
+        collection = load_collection(corpus)
         try:
-            store = ds.docs_store()
-            docs = store.get_many(wanted)
+            docs = collection.docs_store().get_many(wanted)
             return {d: answer_text(Passage(d, getattr(doc, "title", None) or NO_TITLE, doc.text))
                     for d, doc in docs.items()}
         except (NotImplementedError, AttributeError):

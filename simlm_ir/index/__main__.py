@@ -16,57 +16,47 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
 from simlm_ir.data.corpus import count_jsonl_passages
 from simlm_ir.data.datasets import check_corpus, corpus_key, iter_passages
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.index.faiss import INDEX_TYPES, IndexConfig, build_from_shards, build_index, encode_shard
+from simlm_ir.index.faiss import IndexConfig, build_from_shards, build_index, encode_shard
+from simlm_ir.util.cli import arg, parse_configs
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m simlm_ir.index", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", help="JSONL file or directory ({id, contents} or {id, title, text}), "
-                                    "or an ir_datasets id")
-    p.add_argument("--encoder", default="simlm",
-                   help="checkpoint: 'simlm' (shipped default), 'minilm', a directory, a hub id; "
-                        "a 'simlm:' prefix is accepted (default: %(default)s)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer name or path (default: the checkpoint's)")
-    p.add_argument("--index", required=True, help="output directory (Pyserini layout: index + docid)")
-    g = p.add_argument_group("index type")
-    g.add_argument("--index-type", choices=INDEX_TYPES, default="flat")
-    g.add_argument("--M", dest="hnsw_m", type=int, default=32, help="HNSW neighbours per node")
-    g.add_argument("--ef-construction", type=int, default=200)
-    g.add_argument("--ef-search", type=int, default=128, help="HNSW search depth stored in the index")
-    g.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantizers (default dim/8)")
-    g.add_argument("--pq-nbits", type=int, default=8)
-    g.add_argument("--nlist", type=int, default=None, help="IVF cells (default ~4*sqrt(n))")
-    g.add_argument("--nprobe", type=int, default=16, help="IVF cells searched, stored in the index")
-    g.add_argument("--factory", default=None, help="faiss index_factory string for --index-type factory")
-    g = p.add_argument_group("encoding")
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--max-length", type=int, default=144, help="passage max tokens (SimLM: 144)")
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
-    g.add_argument("--fp16", action="store_true", help="float16 on GPU")
-    g.add_argument("--bf16", action="store_true", help="bfloat16 on GPU")
-    g.add_argument("--int8", action="store_true", help="dynamic int8 quantisation on CPU (approximate)")
-    g.add_argument("--threads", type=int, default=None, help="torch/faiss CPU threads")
-    g = p.add_argument_group("sharding")
-    g.add_argument("--shard-id", type=int, default=None, help="encode only this shard (0-based)")
-    g.add_argument("--shard-num", type=int, default=1)
-    g.add_argument("--merge", action="store_true", help="only merge finished shards and build the index")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p
+@dataclass
+class IndexCommand:
+    """What to encode and where (the index type is :class:`~simlm_ir.index.faiss.IndexConfig`)."""
+
+    index: str = arg(help="output directory (Pyserini layout: index + docid)")
+    corpus: str | None = arg(None, "JSONL file or directory ({id, contents} or {id, title, text}), or an "
+                                   "ir_datasets id")
+    encoder: str = arg("simlm", "checkpoint: 'simlm' (shipped default), 'minilm', a directory, a hub id; a 'simlm:' "
+                                "prefix is accepted")
+    tokenizer: str | None = arg(None, "tokenizer name or path (default: the checkpoint's)")
+    batch_size: int = arg(64, "passages per forward pass")
+    max_length: int = arg(144, "passage max tokens (SimLM: 144)")
+    device: str | None = arg(None, "cpu, cuda, cuda:1 (default: cuda if available)")
+    fp16: bool = arg(False, "float16 on GPU")
+    bf16: bool = arg(False, "bfloat16 on GPU")
+    int8: bool = arg(False, "dynamic int8 quantisation on CPU (approximate)")
+    threads: int | None = arg(None, "torch/faiss CPU threads")
+    shard_id: int | None = arg(None, "encode only this shard (0-based)")
+    shard_num: int = arg(1, "shards the corpus is encoded in")
+    merge: bool = arg(False, "only merge finished shards and build the index")
+    progress: bool = arg(True, "progress bars")
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    progress = not args.no_progress
-    config = IndexConfig(index_type=args.index_type, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                         ef_search=args.ef_search, pq_m=args.pq_m, pq_nbits=args.pq_nbits, nlist=args.nlist,
-                         nprobe=args.nprobe, factory=args.factory)
+    try:
+        args, config = parse_configs([IndexCommand, IndexConfig], argv, prog="python -m simlm_ir.index",
+                                     description=__doc__)
+    except ValueError as exc:  # IndexConfig's own checks (e.g. --index-type factory without --factory)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress = args.progress
     if args.threads:
         import faiss
 

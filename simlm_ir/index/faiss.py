@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from simlm_ir.data.corpus import Passage
 from simlm_ir.encode.encoder import as_encoder
 from simlm_ir.errors import InputFormatError
+from simlm_ir.util.cli import arg
 from simlm_ir.util.io import atomic_directory, atomic_write
 
 INDEX_FILE = "index"
@@ -47,16 +48,18 @@ class IndexConfig:
     ``nlist`` IVF cells default to about ``4 * sqrt(n)``, capped so each has 39 training points.
     """
 
-    index_type: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 128
-    pq_m: int | None = None
-    pq_nbits: int = 8
-    nlist: int | None = None
-    nprobe: int = 16
-    factory: str | None = None  # any faiss.index_factory string, for index_type="factory"
-    seed: int = 0
+    _argument_group_name = "index type"
+
+    index_type: str = arg("flat", "FAISS index to build", choices=INDEX_TYPES)
+    hnsw_m: int = arg(32, "HNSW neighbours per node", aliases=["--M"])
+    ef_construction: int = arg(200, "HNSW build depth")
+    ef_search: int = arg(128, "HNSW search depth stored in the index")
+    pq_m: int | None = arg(None, "PQ sub-quantizers (default dim/8)")
+    pq_nbits: int = arg(8, "bits per PQ sub-quantizer code")
+    nlist: int | None = arg(None, "IVF cells (default ~4*sqrt(n))")
+    nprobe: int = arg(16, "IVF cells searched, stored in the index")
+    factory: str | None = arg(None, "faiss index_factory string for --index-type factory")
+    seed: int = arg(0, "seed of the PQ/IVF training sample")
 
     def __post_init__(self):
         if self.index_type not in INDEX_TYPES:
@@ -179,27 +182,11 @@ def encode_shard(passages: PassageSource, encoder, index_dir, shard_id: int = 0,
 
 # -- merging and index building ----------------------------------------------------------------
 
-def _load_shard(index_dir, shard_id: int, shard_num: int) -> tuple[dict, np.ndarray, list[str]]:
-    path = shard_dir(index_dir, shard_id, shard_num)
-    meta = read_shard_meta(path)
-    if meta is None:
-        raise InputFormatError(path, None, "shard is missing or unfinished; encode it first "
-                                           f"(--shard-id {shard_id} --shard-num {shard_num})")
-    count, dim = meta["count"], meta["dim"]
-    vectors = np.fromfile(path / SHARD_VECTORS, dtype="<f4")
-    if vectors.size != count * dim:
-        raise InputFormatError(path / SHARD_VECTORS, None, f"holds {vectors.size} floats, expected "
-                                                           f"{count} x {dim}")
-    docids = (path / DOCID_FILE).read_text(encoding="utf-8").splitlines()
-    if len(docids) != count:
-        raise InputFormatError(path / DOCID_FILE, None, f"holds {len(docids)} ids, expected {count}")
-    return meta, vectors.reshape(count, dim), docids
-
-
 class ShardedVectors:
-    """The finished shards' vectors as one read-only (n, dim) float32 matrix in corpus order,
-    memory-mapped: slices and row selections read only the rows asked for, so building an index
-    never holds a second copy of all vectors (row ``g`` is row ``g // N`` of shard ``g % N``)."""
+    """The finished shards' vectors as one read-only (n, dim) float32 matrix in corpus order (checked to
+    agree on encoder, corpus and dims), memory-mapped: slices and row selections read only the rows
+    asked for, so building an index never holds a second copy of all vectors (row ``g`` is row
+    ``g // N`` of shard ``g % N``)."""
 
     def __init__(self, index_dir, shard_num: int = 1):
         self.shard_num = shard_num
@@ -278,32 +265,6 @@ def _check_shards_agree(index_dir, metas: list[dict], shard_num: int) -> None:
                 raise InputFormatError(shard_dir(index_dir, meta["shard_id"], shard_num), None,
                                        f"shard has {key} {meta[key]!r} but shard 0 has {first[key]!r}; "
                                        "all shards must come from one encoder and corpus")
-
-
-def merge_shards(index_dir, shard_num: int = 1) -> tuple[np.ndarray, list[str], dict]:
-    """All shards' vectors and ids, back in corpus order, in memory (:class:`ShardedVectors` is the
-    memory-mapped equivalent); checks they agree on encoder and dims."""
-    shards = [_load_shard(index_dir, k, shard_num) for k in range(shard_num)]
-    first = shards[0][0]
-    for meta, _, _ in shards[1:]:
-        for key in ("dim", "encoder", "corpus", "passage_max_length", "int8"):
-            if meta[key] != first[key]:
-                raise InputFormatError(shard_dir(index_dir, meta["shard_id"], shard_num), None,
-                                       f"shard has {key} {meta[key]!r} but shard 0 has {first[key]!r}; "
-                                       "all shards must come from one encoder and corpus")
-    n = sum(m["count"] for m, _, _ in shards)
-    if n == 0:
-        raise InputFormatError(first["corpus"], None, "corpus holds no passages; nothing to index")
-    dim = first["dim"]
-    vectors = np.empty((n, dim), dtype=np.float32)
-    docids: list[str] = [""] * n
-    for k, (meta, vecs, ids) in enumerate(shards):
-        if len(ids) != len(range(k, n, shard_num)):
-            raise InputFormatError(shard_dir(index_dir, k, shard_num), None,
-                                   f"holds {len(ids)} passages, expected {len(range(k, n, shard_num))}")
-        vectors[k::shard_num] = vecs
-        docids[k::shard_num] = ids
-    return vectors, docids, first
 
 
 def default_pq_m(dim: int) -> int:

@@ -93,7 +93,8 @@ class MLMGenerator(Generator):
                                   f"encoder tokenizer's {len(tokenizer)} tokens")
         gen_vocab = _local_vocab(path)
         if gen_vocab is not None and gen_vocab != tokenizer.get_vocab():
-            raise CheckpointError(f"{path}: generator tokenizer differs from the encoder's; they must share a vocabulary")
+            raise CheckpointError(f"{path}: generator tokenizer differs from the encoder's; "
+                                  "they must share a vocabulary")
         return cls(model, tokenizer.mask_token_id, tokenizer.all_special_ids,
                    source or {"kind": "checkpoint", "path": str(path)})
 

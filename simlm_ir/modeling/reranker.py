@@ -18,6 +18,7 @@ import torch
 from simlm_ir.data.trec import Run, ranked
 from simlm_ir.errors import CheckpointError
 from simlm_ir.modeling.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.util.device import resolve_device
 from simlm_ir.util.progress import progress
 
 RERANK_MAX_LENGTH = 192
@@ -31,7 +32,7 @@ class CrossEncoder:
 
         self.path = resolve_checkpoint(checkpoint)
         check_bert_like(self.path)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.max_length, self.batch_size = max_length, batch_size
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # a fresh head on an encoder is expected, not a warning

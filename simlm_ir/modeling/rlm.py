@@ -2,8 +2,9 @@
 
 This module holds the pre-training model so it can be read top to bottom:
 
-* a frozen **generator** (:mod:`simlm_ir.modeling.generators`) fills the masked positions of each corrupted copy by *sampling* from its
-  distribution (a masked-LM checkpoint, our own MLM-warmed-up generator, or a unigram ablation);
+* a frozen **generator** (:mod:`simlm_ir.modeling.generators`) fills the masked positions of each
+  corrupted copy by *sampling* from its distribution (a masked-LM checkpoint, our own MLM-warmed-up
+  generator, or a unigram ablation);
 * the **encoder** (``BertForMaskedLM``) reads the 30%-corrupted copy and recovers every original token;
 * the **decoder** (2 BERT layers copied from the encoder's last 2) reads the encoder's last-layer
   [CLS] vector at position 0 and the *embeddings* of the 50%-corrupted copy at positions 1.., and

@@ -37,7 +37,8 @@ def load_index(index_dir) -> tuple[faiss.Index, list[str]]:
     try:
         index = faiss.read_index(str(d / INDEX_FILE))
     except RuntimeError as exc:
-        raise InputFormatError(d / INDEX_FILE, None, f"not a readable FAISS index ({str(exc).splitlines()[0]})") from None
+        first_line = str(exc).splitlines()[0]
+        raise InputFormatError(d / INDEX_FILE, None, f"not a readable FAISS index ({first_line})") from None
     docids = [line.rstrip() for line in (d / DOCID_FILE).read_text(encoding="utf-8").splitlines()]
     if len(docids) != index.ntotal:
         raise InputFormatError(d / DOCID_FILE, None, f"holds {len(docids)} ids but the index holds "

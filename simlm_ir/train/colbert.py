@@ -13,9 +13,8 @@ continues from the newest ``checkpoint-<step>``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,35 +24,39 @@ from simlm_ir.data.datasets import iter_passages
 from simlm_ir.modeling.colbert import ColBERT, ColBERTConfig, maxsim
 from simlm_ir.train.distributed import final_loss, run_training_cli
 from simlm_ir.train.loop import GroupBatches, run_loop
+from simlm_ir.util.cli import arg, parse_config
 
 CONFIG_NAME = "colbert_train_config.json"
 
 
 @dataclass
 class ColBERTTrainConfig:
-    """Defaults are sized for 2 CPU cores (~5-8 min on the 1,024-query SimLM recipe file)."""
+    """A ColBERT training run; also the command line (one flag per field) and ``colbert_train_config.json``.
+    Defaults are sized for 2 CPU cores (~5-8 min on the 1,024-query SimLM recipe file)."""
 
-    train_file: str
-    output: str
-    init: str = "minilm"  # any BERT checkpoint, or a ColBERT one to continue from
-    corpus: str = "debian-known-item"  # JSONL file/dir or ir_datasets id holding the passages
-    group_size: int = 4  # 1 positive + 3 BM25 negatives per query
-    negatives_top: int = 0  # sample negatives from the top-N mined (0: all of them)
-    batch_size: int = 16  # queries per step
-    in_batch: bool = True  # the other queries' passages are negatives too
-    lr: float = 5e-5
-    epochs: float = 1.0
-    max_steps: int = 0
-    warmup_steps: int = 20
-    dim: int = 128
-    query_maxlen: int = 32
-    doc_maxlen: int = 180
-    micro_batch: int = 16  # passages per forward pass, length-sorted (same loss, less padding)
-    seed: int = 42
-    save_steps: int = 50
-    log_every: int = 10
-    resume: bool = False
-    threads: int = 0
+    output: str = arg(help="run directory: the ColBERT checkpoint (colbert-ai layout), log, checkpoints")
+    train_file: str = arg(help="training JSONL (python -m simlm_ir.train.mine)")
+    init: str = arg("minilm", "BERT or ColBERT checkpoint dir / hub id (a ColBERT one to continue from)")
+    corpus: str = arg("debian-known-item", "passages: JSONL file/dir or ir_datasets id", aliases=["--dataset"])
+    group_size: int = arg(4, "1 positive + mined negatives per query")
+    negatives_top: int = arg(0, "sample negatives from the top-N mined (0: all of them)")
+    batch_size: int = arg(16, "queries per step")
+    in_batch: bool = arg(True, "the other queries' passages are negatives too (--no-in-batch: only the "
+                               "query's own group)")
+    lr: float = arg(5e-5, "peak learning rate (AdamW)")
+    epochs: float = arg(1.0, "passes over the training queries (when --max-steps is 0)")
+    max_steps: int = arg(0, "optimizer steps (0: from --epochs)")
+    warmup_steps: int = arg(20, "linear warm-up steps (at most a tenth of the run)")
+    dim: int = arg(128, "token vector size")
+    query_maxlen: int = arg(32, "query tokens, [MASK]-padded")
+    doc_maxlen: int = arg(180, "document tokens")
+    micro_batch: int = arg(16, "passages per forward pass, length-sorted (same loss, less padding)")
+    seed: int = arg(42, "every random choice of a step derives from (seed, step)")
+    save_steps: int = arg(50, "checkpoint every N steps")
+    log_every: int = arg(10, "log the mean loss every N steps")
+    resume: bool = arg(False, "continue from the newest checkpoint-<step> in --output")
+    threads: int = arg(0, "torch CPU threads (0: torch's default)")
+    progress: bool = arg(True, "progress bar")
 
 
 def colbert_loss(scores: torch.Tensor, group_size: int, in_batch: bool) -> torch.Tensor:
@@ -92,36 +95,14 @@ def train_colbert(cfg: ColBERTTrainConfig) -> list[dict]:
         model.load_state_dict(loaded.state_dict())
 
     settings = data.settings("colbert", cfg.log_every)
-    records = run_loop(model, step_fn, settings, save_model, load_model)
+    records = run_loop(model, step_fn, settings, save_model, load_model).records
     model.eval()
     save_model(data.output)
     return records
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m simlm_ir.train.colbert", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-file", required=True, help="training JSONL (python -m simlm_ir.train.mine)")
-    ap.add_argument("--output", required=True)
-    ap.add_argument("--init", default="minilm", help="BERT or ColBERT checkpoint dir / hub id (default: %(default)s)")
-    ap.add_argument("--corpus", "--dataset", dest="corpus", default="debian-known-item",
-                    help="passages: JSONL file/dir or ir_datasets id (default: %(default)s)")
-    d = ColBERTTrainConfig
-    for flag, typ in (("group-size", int), ("negatives-top", int), ("batch-size", int), ("lr", float),
-                      ("epochs", float), ("max-steps", int), ("warmup-steps", int), ("dim", int),
-                      ("query-maxlen", int), ("doc-maxlen", int), ("micro-batch", int), ("seed", int),
-                      ("save-steps", int), ("log-every", int), ("threads", int)):
-        name = flag.replace("-", "_")
-        ap.add_argument(f"--{flag}", type=typ, default=getattr(d, name), help="(default: %(default)s)")
-    ap.add_argument("--no-in-batch", action="store_true", help="only the query's own group as negatives")
-    ap.add_argument("--resume", action="store_true")
-    return ap
-
-
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    given = {f.name: getattr(args, f.name) for f in fields(ColBERTTrainConfig) if hasattr(args, f.name)}
-    cfg = ColBERTTrainConfig(**given, in_batch=not args.no_in_batch)
+    cfg = parse_config(ColBERTTrainConfig, argv, prog="python -m simlm_ir.train.colbert", description=__doc__)
     return run_training_cli(train_colbert, cfg, lambda records: final_loss(records) + f" -> {cfg.output}")
 
 

@@ -1,4 +1,4 @@
-"""SimLM fine-tuning: contrastive loss with hard negatives, or cross-encoder distillation.
+r"""SimLM fine-tuning: contrastive loss with hard negatives, or cross-encoder distillation.
 
     python -m simlm_ir.train.finetune --dataset debian-known-item/train --train-file bm25_negs.jsonl \
         --init PRETRAINED_DIR --output stage1
@@ -11,14 +11,13 @@ KL to the re-ranker's scores over the group + ``kd_alpha`` x contrastive. Writes
 checkpoint; ``--resume`` continues from the newest ``checkpoint-<step>``.
 
 Multi-process (``torchrun --nproc_per_node N -m simlm_ir.train.finetune ...``): ``--batch-size`` is
-per process (global batch = N x batch size). Rank r takes slice r of each global batch (pretrain's
+per process (global batch = N x batch size). Rank r takes slice r of each global batch (the shared
 DataOrder); query and passage vectors are gathered from all ranks, so every query sees the whole
 global batch as in-batch negatives, and the loss is the single-process loss of the global batch.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -33,6 +32,7 @@ from simlm_ir.modeling.losses import KD_CONTRASTIVE_WEIGHT, TAU, contrastive_los
 from simlm_ir.train.data import DataOrder, derive_seed, read_train_file, sample_group
 from simlm_ir.train.distributed import barrier, final_loss, gather_with_grad, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, run_loop, steps_for
+from simlm_ir.util.cli import arg, parse_config
 from simlm_ir.util.io import atomic_write
 
 CONFIG_NAME = "finetune_config.json"
@@ -40,30 +40,37 @@ CONFIG_NAME = "finetune_config.json"
 
 @dataclass
 class FinetuneConfig:
-    train_file: str
-    output: str
-    init: str = "minilm"
-    corpus: str = "debian-known-item"  # JSONL file/dir or ir_datasets id holding the passages
-    kd_teacher: bool = False  # train_file carries teacher_scores: distillation stage
-    group_size: int = 16  # 1 positive + 15 hard negatives (paper); 24 for distillation
-    negatives_top: int = 0  # sample negatives from the top-N mined (0: all of them)
-    batch_size: int = 64  # queries per step and process (global batch = batch_size x world size)
-    lr: float = 2e-5
-    epochs: float = 3.0
-    max_steps: int = 0
-    warmup_steps: int = 1000
-    tau: float = TAU
-    full_contrastive: bool = True
-    kd_alpha: float = KD_CONTRASTIVE_WEIGHT
-    query_max_length: int = 32
-    passage_max_length: int = 144
-    seed: int = 42
-    save_steps: int = 200
-    log_every: int = 10
-    resume: bool = False
-    device: str = "auto"
-    threads: int = 0
-    progress: bool = True
+    """One fine-tuning stage; also the command line (one flag per field) and ``finetune_config.json``."""
+
+    output: str = arg(help="run directory: the fine-tuned encoder (HF layout), log, checkpoints")
+    train_file: str | None = arg(None, "training JSONL (python -m simlm_ir.train.mine)")
+    kd_teacher: str | None = arg(None, "training JSONL with teacher_scores (python -m "
+                                       "simlm_ir.train.teacher_scores): distillation stage")
+    init: str = arg("minilm", "checkpoint dir or hub id")
+    corpus: str = arg("debian-known-item", "passages: JSONL file/dir or ir_datasets id", aliases=["--dataset"])
+    group_size: int = arg(16, "1 positive + hard negatives per query (paper: 16; 24 for distillation)")
+    negatives_top: int = arg(0, "sample negatives from the top-N mined (0: all of them)")
+    batch_size: int = arg(64, "queries per step and process (global batch = batch size x world size)")
+    lr: float = arg(2e-5, "peak learning rate (AdamW)")
+    epochs: float = arg(3.0, "passes over the training queries (when --max-steps is 0)")
+    max_steps: int = arg(0, "optimizer steps (0: from --epochs)")
+    warmup_steps: int = arg(1000, "linear warm-up steps (at most a tenth of the run)")
+    tau: float = arg(TAU, "temperature of the contrastive loss")
+    in_batch_only: bool = arg(False, "plain query-vs-passage loss (no SimLM extra terms)")
+    kd_alpha: float = arg(KD_CONTRASTIVE_WEIGHT, "weight of the contrastive term when distilling")
+    query_max_length: int = arg(32, "query tokens (SimLM: 32)")
+    passage_max_length: int = arg(144, "passage tokens, title included (SimLM: 144)")
+    seed: int = arg(42, "every random choice of a step derives from (seed, step)")
+    save_steps: int = arg(200, "checkpoint every N steps")
+    log_every: int = arg(10, "log the mean loss every N steps")
+    resume: bool = arg(False, "continue from the newest checkpoint-<step> in --output")
+    device: str = arg("auto", "auto, cpu, cuda, cuda:1, ...")
+    threads: int = arg(0, "torch CPU threads (0: torch's default)")
+    progress: bool = arg(True, "progress bar")
+
+    @property
+    def distill(self) -> bool:
+        return bool(self.kd_teacher)
 
 
 def finetune(cfg: FinetuneConfig) -> list[dict]:
@@ -74,6 +81,8 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
     """
     from simlm_ir.encode.encoder import SimLMEncoder
 
+    if not (cfg.train_file or cfg.kd_teacher):
+        raise SimLMIRError("give --train-file (contrastive) or --kd-teacher (distillation)")
     rank, world = rank_world()
     torch.manual_seed(cfg.seed)
     enc = SimLMEncoder(cfg.init, device=cfg.device,
@@ -82,9 +91,10 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
     model = enc.model
     docs = {p.id: (p.title, p.text) for p in iter_passages(cfg.corpus)}
     doc_ids = sorted(docs)
-    examples = read_train_file(cfg.train_file, docs)
-    if cfg.kd_teacher and not any(ex.teacher_scores for ex in examples):
-        raise SimLMIRError(f"{cfg.train_file}: --kd-teacher needs teacher_scores (python -m simlm_ir.train.teacher_scores)")
+    train_file = cfg.kd_teacher or cfg.train_file
+    examples = read_train_file(train_file, docs)
+    if cfg.distill and not any(ex.teacher_scores for ex in examples):
+        raise SimLMIRError(f"{train_file}: --kd-teacher needs teacher_scores (python -m simlm_ir.train.teacher_scores)")
     total = steps_for(len(examples), cfg.batch_size * world, cfg.epochs, cfg.max_steps)
     orders = [DataOrder(len(examples), cfg.seed, cfg.batch_size, r, world) for r in range(world)]
     out = Path(cfg.output)
@@ -113,11 +123,11 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
         # (Scoring only the local queries, as the paper's code does, would drop the gradient that
         # other ranks' queries send to this rank's passages.)
         q, p = gather_with_grad(q), gather_with_grad(p)
-        if cfg.kd_teacher:
+        if cfg.distill:
             teacher = torch.tensor([[ex.teacher_scores.get(d, min(ex.teacher_scores.values())) for d in g]
                                     for ex, g in zip(global_batch, global_groups)], device=q.device)
             return distillation_loss(q, p, teacher, cfg.tau, cfg.kd_alpha)
-        return contrastive_loss(q, p, cfg.tau, cfg.full_contrastive)
+        return contrastive_loss(q, p, cfg.tau, not cfg.in_batch_only)
 
     def save_model(path: Path) -> None:
         model.save_pretrained(path)
@@ -130,8 +140,9 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
 
     settings = LoopSettings(total_steps=total, lr=cfg.lr, warmup_steps=min(cfg.warmup_steps, max(1, total // 10)),
                             output=out, save_steps=cfg.save_steps, resume=cfg.resume, log_every=cfg.log_every,
-                            desc="finetune (kd)" if cfg.kd_teacher else "finetune", gradient_sync="sum")
-    records = run_loop(model, step_fn, settings, save_model, load_model)
+                            desc="finetune (kd)" if cfg.distill else "finetune", gradient_sync="sum",
+                            progress=cfg.progress)
+    records = run_loop(model, step_fn, settings, save_model, load_model).records
     model.eval()
     if rank == 0:
         save_model(out)
@@ -139,42 +150,8 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
     return records
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m simlm_ir.train.finetune", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--train-file", help="training JSONL (python -m simlm_ir.train.mine)")
-    ap.add_argument("--kd-teacher", metavar="FILE", help="training JSONL with teacher_scores: distillation stage")
-    ap.add_argument("--output", required=True)
-    ap.add_argument("--init", default="minilm", help="checkpoint dir or hub id (default: %(default)s)")
-    ap.add_argument("--corpus", "--dataset", dest="corpus", default="debian-known-item",
-                    help="passages: JSONL file/dir or ir_datasets id (default: %(default)s)")
-    d = FinetuneConfig
-    for flag, typ in (("group-size", int), ("negatives-top", int), ("batch-size", int), ("lr", float),
-                      ("epochs", float), ("max-steps", int), ("warmup-steps", int), ("tau", float),
-                      ("kd-alpha", float), ("query-max-length", int), ("passage-max-length", int),
-                      ("seed", int), ("save-steps", int), ("log-every", int), ("threads", int)):
-        name = flag.replace("-", "_")
-        ap.add_argument(f"--{flag}", type=typ, default=getattr(d, name), help="(default: %(default)s)")
-    ap.add_argument("--in-batch-only", action="store_true", help="plain query-vs-passage loss (no SimLM extra terms)")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--no-progress", action="store_true")
-    return ap
-
-
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if not (args.train_file or args.kd_teacher):
-        print("error: give --train-file (contrastive) or --kd-teacher (distillation)", file=sys.stderr)
-        return 2
-    cfg = FinetuneConfig(train_file=args.kd_teacher or args.train_file, output=args.output, init=args.init,
-                         corpus=args.corpus, kd_teacher=bool(args.kd_teacher), group_size=args.group_size,
-                         negatives_top=args.negatives_top, batch_size=args.batch_size, lr=args.lr,
-                         epochs=args.epochs, max_steps=args.max_steps, warmup_steps=args.warmup_steps,
-                         tau=args.tau, full_contrastive=not args.in_batch_only, kd_alpha=args.kd_alpha,
-                         query_max_length=args.query_max_length, passage_max_length=args.passage_max_length,
-                         seed=args.seed, save_steps=args.save_steps, log_every=args.log_every, resume=args.resume, device=args.device,
-                         threads=args.threads, progress=not args.no_progress)
+    cfg = parse_config(FinetuneConfig, argv, prog="python -m simlm_ir.train.finetune", description=__doc__)
     return run_training_cli(finetune, cfg, lambda records: final_loss(records) + f" -> {cfg.output}")
 
 

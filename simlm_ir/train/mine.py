@@ -1,4 +1,4 @@
-"""Hard-negative mining: BM25 (Pyserini) or a dense retriever's top-k, minus the positives.
+r"""Hard-negative mining: BM25 (Pyserini) or a dense retriever's top-k, minus the positives.
 
     python -m simlm_ir.train.mine --dataset debian-known-item/train --method bm25 --output bm25_negs.jsonl
     python -m simlm_ir.train.mine --dataset debian-known-item/train --method dense --encoder stage1 \
@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from simlm_ir.data.datasets import load_collection
@@ -17,6 +17,7 @@ from simlm_ir.data.trec import Run
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
 from simlm_ir.train.data import build_examples, negatives_from_run, write_train_file
+from simlm_ir.util.cli import arg, parse_config
 
 
 def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
@@ -59,26 +60,30 @@ def mine(dataset: str, method: str, output, depth: int = 200, encoder=None, work
     return len(examples)
 
 
+@dataclass
+class MineConfig:
+    """The command line (one flag per field)."""
+
+    dataset: str = arg(help="ir_datasets id of a split with training queries and qrels")
+    output: str = arg(help="training JSONL to write")
+    method: str = arg("bm25", "where negatives come from", choices=("bm25", "dense"))
+    encoder: str | None = arg(None, "checkpoint for --method dense")
+    depth: int = arg(200, "mine from the top DEPTH")
+    work_dir: str = arg("work", "cache for indexes")
+    threads: int = arg(2, "BM25 search threads")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simlm_ir.train.mine", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True, help="ir_datasets id of a split with training queries and qrels")
-    ap.add_argument("--method", choices=["bm25", "dense"], default="bm25")
-    ap.add_argument("--encoder", help="checkpoint for --method dense")
-    ap.add_argument("--depth", type=int, default=200, help="mine from the top DEPTH (default: %(default)s)")
-    ap.add_argument("--output", required=True)
-    ap.add_argument("--work-dir", default="work")
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-    if args.dataset.endswith(("/test", "/dev/small")):
-        print(f"warning: mining training data from {args.dataset}, an evaluation split", file=sys.stderr)
+    cfg = parse_config(MineConfig, argv, prog="python -m simlm_ir.train.mine", description=__doc__)
+    if cfg.dataset.endswith(("/test", "/dev/small")):
+        print(f"warning: mining training data from {cfg.dataset}, an evaluation split", file=sys.stderr)
     try:
-        kw = {"threads": args.threads} if args.method == "bm25" else {}
-        n = mine(args.dataset, args.method, args.output, args.depth, args.encoder, args.work_dir, **kw)
+        kw = {"threads": cfg.threads} if cfg.method == "bm25" else {}
+        n = mine(cfg.dataset, cfg.method, cfg.output, cfg.depth, cfg.encoder, cfg.work_dir, **kw)
     except SimLMIRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{n} training queries -> {args.output}")
+    print(f"{n} training queries -> {cfg.output}")
     return 0
 
 

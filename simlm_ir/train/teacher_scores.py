@@ -1,4 +1,4 @@
-"""Score each training query's group with the cross-encoder, for the distillation stage.
+r"""Score each training query's group with the cross-encoder, for the distillation stage.
 
     python -m simlm_ir.train.teacher_scores --reranker reranker --train-file stage1_negs.jsonl \
         --negatives 23 --output teacher.jsonl
@@ -9,13 +9,14 @@ its top ``--negatives`` mined negatives (raw logits).
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
 from simlm_ir.data.datasets import iter_passages
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.modeling.reranker import CrossEncoder
 from simlm_ir.train.data import read_train_file, write_train_file
+from simlm_ir.util.cli import arg, parse_config
 from simlm_ir.util.progress import progress
 
 
@@ -32,22 +33,26 @@ def score_train_file(reranker, train_file, output, corpus="debian-known-item", n
     return len(examples)
 
 
+@dataclass
+class TeacherScoresConfig:
+    """The command line (one flag per field)."""
+
+    reranker: str = arg(help="cross-encoder checkpoint (python -m simlm_ir.train.rerank)")
+    train_file: str = arg(help="training JSONL to score (python -m simlm_ir.train.mine)")
+    output: str = arg(help="the training JSONL again, with teacher_scores")
+    corpus: str = arg("debian-known-item", "passages: JSONL file/dir or ir_datasets id", aliases=["--dataset"])
+    negatives: int = arg(23, "score the top N negatives")
+    device: str | None = arg(None, "cpu, cuda, cuda:1 (default: cuda if available)")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simlm_ir.train.teacher_scores", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reranker", required=True, help="cross-encoder checkpoint")
-    ap.add_argument("--train-file", required=True)
-    ap.add_argument("--output", required=True)
-    ap.add_argument("--corpus", "--dataset", dest="corpus", default="debian-known-item")
-    ap.add_argument("--negatives", type=int, default=23, help="score the top N negatives (default: %(default)s)")
-    ap.add_argument("--device", default=None)
-    args = ap.parse_args(argv)
+    cfg = parse_config(TeacherScoresConfig, argv, prog="python -m simlm_ir.train.teacher_scores", description=__doc__)
     try:
-        n = score_train_file(args.reranker, args.train_file, args.output, args.corpus, args.negatives, args.device)
+        n = score_train_file(cfg.reranker, cfg.train_file, cfg.output, cfg.corpus, cfg.negatives, cfg.device)
     except SimLMIRError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{n} queries scored -> {args.output}")
+    print(f"{n} queries scored -> {cfg.output}")
     return 0
 
 
