@@ -68,8 +68,23 @@ def test_duplicate_check_is_exact_across_chunks_and_under_hash_collisions(tmp_pa
 
 
 def test_missing_corpus_and_empty_dir(tmp_path):
-    with pytest.raises(InputFormatError, match="directory holds no .jsonl files"):
+    with pytest.raises(InputFormatError, match="directory holds no .jsonl or .jsonl.gz files"):
         list(read_jsonl_corpus(tmp_path))
+
+
+def test_gzipped_jsonl_reads_like_plain_and_errors_name_the_line(tmp_path):
+    import gzip
+
+    rows = [json.dumps({"id": "a", "contents": "first passage"}), json.dumps({"id": "b", "title": "T", "text": "x"})]
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write("\n".join(rows) + "\n")
+    assert [(p.id, p.title, p.text) for p in iter_passages(tmp_path / "c.jsonl.gz")] == [
+        ("a", "-", "first passage"), ("b", "T", "x")]
+    assert [p.id for p in iter_passages(tmp_path)] == ["a", "b"]  # a directory of *.jsonl.gz
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt", encoding="utf-8") as fh:
+        fh.write(rows[0] + "\n{not json\n")
+    with pytest.raises(InputFormatError, match=r"c.jsonl.gz:2"):
+        list(iter_passages(tmp_path / "c.jsonl.gz"))
 
 
 def test_write_round_trip(tmp_path):

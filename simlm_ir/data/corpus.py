@@ -58,13 +58,22 @@ def jsonl_files(path) -> list[Path]:
     """The JSONL files of a corpus given as one file or a directory of them (sorted)."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix in (".jsonl", ".json") and f.is_file())
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith((".jsonl", ".json", ".jsonl.gz")))
         if not files:
-            raise InputFormatError(p, None, "directory holds no .jsonl files")
+            raise InputFormatError(p, None, "directory holds no .jsonl or .jsonl.gz files")
         return files
     if not p.exists():
         raise InputFormatError(p, None, "no such corpus file or directory")
     return [p]
+
+
+def open_text(path: Path):
+    """Open a corpus file for reading text, gunzipping ``*.gz`` transparently."""
+    if str(path).endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
 
 
 class IdSet:
@@ -125,7 +134,7 @@ def _passage_at(files: list[Path], ordinal: int) -> tuple[Path, int, str]:
     done to confirm a duplicate-id candidate."""
     n = 0
     for f in files:
-        with open(f, encoding="utf-8") as fh:
+        with open_text(f) as fh:
             for lineno, line in enumerate(fh, 1):
                 if line.strip():
                     if n == ordinal:
@@ -159,7 +168,7 @@ def read_jsonl_corpus(path, check_duplicates: bool = True) -> Iterator[Passage]:
         return [p for p, _, _ in chunk]
 
     for f in files:
-        with open(f, encoding="utf-8") as fh:
+        with open_text(f) as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -182,7 +191,7 @@ def count_jsonl_passages(corpus) -> int | None:
     try:
         n = 0
         for f in jsonl_files(corpus):
-            with open(f, "rb") as fh:
+            with open_text(f) as fh:
                 n += sum(1 for line in fh if line.strip())
         return n
     except (OSError, InputFormatError):

@@ -140,6 +140,21 @@ def _local_vocab(path) -> dict | None:
         return None
 
 
+class MaskFiller(Generator):
+    """For the MLM-style ablations: masked positions become ``[MASK]`` (no sampled replacements)."""
+
+    def __init__(self, mask_token_id: int, special_ids: list[int]):
+        super().__init__(special_ids)
+        self.mask_token_id = mask_token_id
+
+    def describe(self) -> dict:
+        return {"kind": "mask", "note": "masked positions replaced by [MASK] (MLM-style objectives)"}
+
+    @torch.no_grad()
+    def fill(self, input_ids, attention_mask, token_type_ids, mask, rng=None, uniforms=None):
+        return input_ids.masked_fill(mask, self.mask_token_id)
+
+
 class UnigramGenerator(Generator):
     """Ablation: replacements drawn from the corpus unigram distribution, ignoring context."""
 

@@ -1,8 +1,8 @@
 """Whole-word masking for SimLM's two corrupted copies of a passage.
 
-The encoder copy masks whole words at 30%; the decoder copy masks 50% in total: the encoder's mask
-plus an extra independent mask at p = (0.5 - 0.3) / (1 - 0.3), so every position corrupted for the
-encoder is corrupted for the decoder too. A word is a WordPiece token plus its ``##`` continuations;
+The encoder copy masks whole words covering 30% of a passage's tokens; the decoder copy 50% in total:
+the encoder's mask plus an extra mask over the remaining tokens at p = (0.5 - 0.3) / (1 - 0.3), so
+every position corrupted for the encoder is corrupted for the decoder too. A word is a WordPiece token plus its ``##`` continuations;
 special tokens (and padding) are never masked.
 """
 
@@ -56,16 +56,39 @@ class WholeWordMasker:
         return words.masked_fill(special, -1)
 
     def mask(self, input_ids: torch.Tensor, rate: float, generator: torch.Generator | None = None,
-             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Select each whole word independently with probability ``rate``; returns a bool mask."""
-        words = self.word_ids(input_ids, attention_mask)
-        batch, length = input_ids.shape
-        # One uniform draw per (row, word); every token of a word reads its word's draw.
-        # Drawn on the generator's device (CPU in the data pipeline) so masks do not depend on the GPU.
-        device = generator.device if generator is not None else input_ids.device
-        draws = torch.rand(batch, length, generator=generator, device=device).to(input_ids.device)
-        picked = draws < rate
-        return torch.gather(picked, 1, words.clamp(min=0)) & (words >= 0)
+             attention_mask: torch.Tensor | None = None, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """Mask whole words covering round(L * ``rate``) of each row's L maskable tokens; a bool mask.
+
+        As the reference collator does: words are visited in a random order and taken while they fit
+        the budget (a word that would overshoot it is skipped), so a row gets exactly its share of
+        masked tokens whenever the word lengths allow, not a Bernoulli number of them. Positions in
+        ``exclude`` (whole words already masked elsewhere) are neither counted in L nor chosen.
+        """
+        words = self.word_ids(input_ids, attention_mask).cpu()
+        allowed = words >= 0
+        if exclude is not None:
+            allowed &= ~exclude.cpu()
+        out = torch.zeros(words.shape, dtype=torch.bool)
+        for row in range(words.shape[0]):
+            w, ok = words[row], allowed[row]
+            n_words = int(w.max()) + 1
+            if n_words <= 0 or not ok.any():
+                continue
+            sizes = torch.bincount(w[ok], minlength=n_words).tolist()
+            budget = int(sum(sizes) * rate + 0.5)  # round half up, the same on every platform
+            # Drawn on CPU from the caller's generator, so masks do not depend on the device.
+            order = torch.randperm(n_words, generator=generator).tolist()
+            chosen = torch.zeros(n_words, dtype=torch.bool)
+            covered = 0
+            for word in order:
+                if covered >= budget:
+                    break
+                size = sizes[word]
+                if size and covered + size <= budget:
+                    chosen[word] = True
+                    covered += size
+            out[row] = chosen[w.clamp(min=0)] & ok
+        return out.to(input_ids.device)
 
     def encoder_decoder_masks(self, input_ids: torch.Tensor, encoder_rate: float = 0.3, decoder_rate: float = 0.5,
                               generator: torch.Generator | None = None,
@@ -73,5 +96,7 @@ class WholeWordMasker:
         """The encoder mask at ``encoder_rate`` and the decoder mask (a superset) at ``decoder_rate``."""
         extra = extra_mask_rate(encoder_rate, decoder_rate)
         encoder = self.mask(input_ids, encoder_rate, generator, attention_mask)
-        decoder = encoder | self.mask(input_ids, extra, generator, attention_mask)
+        # The extra mask takes its share of the tokens the encoder left, so the union holds
+        # round(L * encoder_rate) + round((L - that) * extra) ~= L * decoder_rate tokens.
+        decoder = encoder | self.mask(input_ids, extra, generator, attention_mask, exclude=encoder)
         return MaskPair(encoder=encoder, decoder=decoder)

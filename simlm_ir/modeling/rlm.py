@@ -39,13 +39,28 @@ SIMLM_CONFIG_NAME = "simlm_pretrain.json"
 DECODER_WEIGHTS_NAME = "decoder.safetensors"
 
 
+OBJECTIVES = ("rlm", "mlm", "enc-dec-mlm", "condenser")
+
+
 @dataclass
 class SimLMConfig:
-    """Settings of the pre-training model that are saved with it."""
+    """Settings of the pre-training model that are saved with it.
+
+    ``objective`` selects SimLM's RLM or one of the paper's ablation baselines, all on the same
+    encoder so that only the objective differs between arms:
+
+    * ``rlm``: generator-replaced copies, encoder + [CLS]-bottleneck decoder, loss at every position;
+    * ``mlm``: plain BERT MLM, encoder only, ``[MASK]`` at ``encoder_mask_rate``, loss at masked positions;
+    * ``enc-dec-mlm``: the same bottleneck decoder as RLM but ``[MASK]``-ed copies, loss at masked positions;
+    * ``condenser``: encoder MLM plus a head that reads the last-layer [CLS] and the token states of
+      encoder layer ``condenser_layer`` (Gao & Callan 2021), loss at masked positions.
+    """
 
     encoder_mask_rate: float = 0.3
     decoder_mask_rate: float = 0.5
     decoder_layers: int = 2
+    objective: str = "rlm"
+    condenser_layer: int = 0  # 0: half the encoder's depth
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +107,12 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     """A tokenizer from a checkpoint name/path; ``None`` means the offline MiniLM (bert-base-uncased vocab)."""
     from transformers import AutoTokenizer
 
-    path = str(minilm_dir()) if name_or_path is None else resolve_checkpoint(name_or_path)
+    if name_or_path is None:
+        path = str(minilm_dir())
+    elif Path(name_or_path).is_dir() and any((Path(name_or_path) / f).exists() for f in ("tokenizer.json", "vocab.txt")):
+        path = str(name_or_path)  # a tokenizer directory of its own (e.g. a vocabulary trained for --init scratch)
+    else:
+        path = resolve_checkpoint(name_or_path)
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -242,12 +262,19 @@ class SimLMForPretraining(nn.Module):
         logits = self.encoder.cls(hidden[positions])
         return F.cross_entropy(logits.float(), targets[positions])
 
-    def decode(self, cls_vector: torch.Tensor, decoder_input_ids, attention_mask, token_type_ids=None):
-        """Decoder hidden states: position 0 = ``cls_vector``, positions 1.. = token embeddings."""
+    def decode(self, cls_vector: torch.Tensor, decoder_input_ids, attention_mask, token_states=None):
+        """Decoder hidden states: position 0 = ``cls_vector``, positions 1.. = token embeddings.
+
+        The decoder's embeddings get no token_type_ids (all segment 0), as in the reference RLM: its
+        input is a corrupted token sequence, not a (title, passage) pair. ``token_states`` replaces the
+        embeddings at positions 1.. (Condenser's early-layer states).
+        """
         from transformers.masking_utils import create_bidirectional_mask
 
-        embeds = self.encoder.bert.embeddings(input_ids=decoder_input_ids, token_type_ids=token_type_ids)
-        hidden = torch.cat([cls_vector.unsqueeze(1).to(embeds.dtype), embeds[:, 1:]], dim=1)
+        if token_states is None:
+            token_states = self.encoder.bert.embeddings(input_ids=decoder_input_ids,
+                                                        token_type_ids=torch.zeros_like(decoder_input_ids))
+        hidden = torch.cat([cls_vector.unsqueeze(1).to(token_states.dtype), token_states[:, 1:]], dim=1)
         mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
                                          attention_mask=attention_mask)
         for layer in self.decoder:
@@ -257,26 +284,41 @@ class SimLMForPretraining(nn.Module):
     def forward(self, input_ids, attention_mask, encoder_mask, decoder_mask, token_type_ids=None,
                 rng: torch.Generator | None = None,
                 uniforms: tuple[torch.Tensor, torch.Tensor] | None = None) -> SimLMOutput:
-        """Corrupt both copies with the generator, then L = L_enc + L_dec over every non-special token.
+        """Corrupt the copies, then the objective's loss (RLM: L = L_enc + L_dec over every non-special token).
 
         ``encoder_mask``/``decoder_mask`` come from :class:`~simlm_ir.modeling.masking.WholeWordMasker`;
         ``rng`` (on the model's device) makes the generator's samples reproducible; ``uniforms``
         (one draw per position for the encoder copy, one for the decoder copy) replaces it with
-        per-position inverse-CDF sampling (see :meth:`Generator.fill`).
+        per-position inverse-CDF sampling (see :meth:`Generator.fill`). The MLM-style objectives
+        (``config.objective``) score only the masked positions, as MLM does.
         """
         if self.generator is None:
             raise RuntimeError("SimLMForPretraining has no generator; pass generator= to build or load it")
+        objective = self.config.objective
         u_enc, u_dec = uniforms if uniforms is not None else (None, None)
         enc_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, encoder_mask, rng, u_enc)
-        dec_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, decoder_mask, rng, u_dec)
-        targets = self.label_positions(input_ids, attention_mask)
+        every = self.label_positions(input_ids, attention_mask)
+        # RLM recovers every token (replaced or not); the MLM-style ablations only the masked ones.
+        enc_targets = every if objective == "rlm" else encoder_mask & every
 
-        enc_hidden = self.encoder.bert(input_ids=enc_ids, attention_mask=attention_mask,
-                                       token_type_ids=token_type_ids).last_hidden_state
-        encoder_loss = self._mlm_loss(enc_hidden, input_ids, targets)
+        enc_out = self.encoder.bert(input_ids=enc_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                    output_hidden_states=objective == "condenser")
+        enc_hidden = enc_out.last_hidden_state
+        encoder_loss = self._mlm_loss(enc_hidden, input_ids, enc_targets)
 
-        dec_hidden = self.decode(enc_hidden[:, 0], dec_ids, attention_mask, token_type_ids)
-        decoder_loss = self._mlm_loss(dec_hidden, input_ids, targets)
+        dec_ids = enc_ids
+        if objective == "mlm":
+            decoder_loss = torch.zeros((), device=encoder_loss.device, dtype=encoder_loss.dtype)
+        elif objective == "condenser":
+            # hidden_states[0] is the embedding output, so layer k's output is hidden_states[k].
+            k = self.config.condenser_layer or len(self.encoder.bert.encoder.layer) // 2
+            dec_hidden = self.decode(enc_hidden[:, 0], None, attention_mask, token_states=enc_out.hidden_states[k])
+            decoder_loss = self._mlm_loss(dec_hidden, input_ids, enc_targets)
+        else:
+            dec_ids = self.generator.fill(input_ids, attention_mask, token_type_ids, decoder_mask, rng, u_dec)
+            dec_hidden = self.decode(enc_hidden[:, 0], dec_ids, attention_mask)
+            dec_targets = every if objective == "rlm" else decoder_mask & every
+            decoder_loss = self._mlm_loss(dec_hidden, input_ids, dec_targets)
 
         return SimLMOutput(loss=encoder_loss + decoder_loss, encoder_loss=encoder_loss, decoder_loss=decoder_loss,
                            encoder_input_ids=enc_ids, decoder_input_ids=dec_ids,

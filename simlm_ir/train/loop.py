@@ -191,6 +191,7 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor | Ste
                    "lr": scheduler.get_last_lr()[0], "grad_norm": means["grad_norm"]}
             if tokens:
                 rec["tokens_per_s"] = tokens / (now - window_start) if now > window_start else 0.0
+                rec["tokens"] = tokens  # this window's; summed over the log, the run's tokens (resumes included)
             rec["seconds"] = round(now - t0, 2)
             result.records.append(rec)
             if is_main:

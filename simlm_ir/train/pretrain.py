@@ -28,9 +28,9 @@ import torch
 
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.modeling.checkpoints import quiet_transformers, resolve_checkpoint
-from simlm_ir.modeling.generators import MLMGenerator, UnigramGenerator
+from simlm_ir.modeling.generators import MaskFiller, MLMGenerator, UnigramGenerator
 from simlm_ir.modeling.masking import WholeWordMasker
-from simlm_ir.modeling.rlm import SimLMConfig, SimLMForPretraining, check_bert_encoder, load_encoder, load_tokenizer
+from simlm_ir.modeling.rlm import OBJECTIVES, SimLMConfig, SimLMForPretraining, check_bert_encoder, load_encoder, load_tokenizer
 from simlm_ir.train.data import DataOrder, TokenizedCorpus, collate, derive_seed, tokenize_corpus
 from simlm_ir.train.distributed import barrier, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, StepOutput, latest_checkpoint, linear_warmup_decay, run_loop
@@ -67,12 +67,15 @@ class PretrainConfig:
     encoder_mask_rate: float = arg(0.3, "share of tokens the encoder's corrupted copy replaces")
     decoder_mask_rate: float = arg(0.5, "share of tokens the decoder's corrupted copy replaces")
     decoder_layers: int = arg(2, "layers of the bottleneck decoder (copied from the encoder's last)")
+    objective: str = arg("rlm", "rlm = SimLM; mlm / enc-dec-mlm / condenser = the paper's ablation baselines "
+                                "(MLM-style objectives score only masked positions)", choices=OBJECTIVES)
+    condenser_layer: int = arg(0, 'for "condenser": the early layer its head reads (0: half the depth)')
     lr: float = arg(3e-4, "peak learning rate (AdamW)")
     warmup_steps: int = arg(4000, "linear warm-up steps")
     max_steps: int = arg(80000, "optimizer steps")
     batch_size: int = arg(32, "passages per device and micro-batch; global batch = batch size x grad accum x world")
     grad_accum: int = arg(1, "micro-batches per optimizer step")
-    weight_decay: float = arg(0.01, "AdamW weight decay (none on biases and LayerNorm)")
+    weight_decay: float = arg(0.0, "AdamW weight decay (none on biases and LayerNorm); the reference RLM uses 0")
     max_grad_norm: float = arg(1.0, "gradient clipping")
     seed: int = arg(42, "data order, masks, generator samples and dropout all derive from (seed, step)")
     bf16: bool = arg(False, "bfloat16 autocast (CUDA with bf16 support, or CPU)")
@@ -87,7 +90,7 @@ class PretrainConfig:
     # Changing these mid-run would make a resumed run a different run.
     RUN_DEFINING = ("corpus", "init", "generator", "generator_warmup_steps", "generator_config_overrides",
                     "tokenizer", "config_overrides", "max_length", "encoder_mask_rate", "decoder_mask_rate",
-                    "decoder_layers", "batch_size", "grad_accum", "seed")
+                    "decoder_layers", "objective", "condenser_layer", "batch_size", "grad_accum", "seed")
 
     def validate(self) -> None:
         if self.max_length < 8:
@@ -98,7 +101,9 @@ class PretrainConfig:
         for name in ("batch_size", "grad_accum", "max_steps", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
                 raise SimLMIRError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.generator == "mlm-warmup" and self.generator_warmup_steps < 1:
+        if self.objective not in OBJECTIVES:
+            raise SimLMIRError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.generator == "mlm-warmup" and self.objective == "rlm" and self.generator_warmup_steps < 1:
             raise SimLMIRError("--generator mlm-warmup needs --generator-warmup-steps >= 1")
 
 
@@ -188,6 +193,8 @@ def build_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokenizer, enc
                     device: torch.device, output: Path):
     """The frozen generator ``cfg.generator`` names; trains the warm-up one first if needed (rank 0)."""
     rank, _ = rank_world()
+    if cfg.objective != "rlm":
+        return MaskFiller(tokenizer.mask_token_id, tokenizer.all_special_ids)
     if cfg.generator == "unigram":
         counts = torch.from_numpy(np.bincount(corpus.ids, minlength=len(tokenizer)).astype(np.float64))
         return UnigramGenerator(counts, tokenizer.all_special_ids)
@@ -270,7 +277,8 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
 
     # Model: fresh from --init, or the last checkpoint. The generator is rebuilt the same way either way.
     torch.manual_seed(derive_seed(cfg.seed, 0))
-    simlm_cfg = SimLMConfig(cfg.encoder_mask_rate, cfg.decoder_mask_rate, cfg.decoder_layers)
+    simlm_cfg = SimLMConfig(cfg.encoder_mask_rate, cfg.decoder_mask_rate, cfg.decoder_layers, cfg.objective,
+                            cfg.condenser_layer)
     if resume_from is not None:
         model = SimLMForPretraining.from_pretrained(resume_from)
     else:
