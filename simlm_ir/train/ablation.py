@@ -1,0 +1,492 @@
+"""The SimLM paper's pre-training ablation at small scale: does RLM through a [CLS] bottleneck make
+a better retriever than plain MLM, Enc-Dec MLM or no further pre-training, at the same compute?
+
+    python benchmarks/pretrain_ablation.py                      # CPU preset (~2 h on 2 cores; resumable)
+    python benchmarks/pretrain_ablation.py --preset gpu         # larger, bf16, <= 10 min on one H100/H200
+    python benchmarks/pretrain_ablation.py --preset tiny        # seconds; what the test suite runs
+
+Design (as the paper's Table 6, which starts every arm from BERT-base):
+
+1. a WordPiece vocabulary trained on the pre-training corpus (``benchmarks/make_pretrain_corpus.py``);
+2. **base**: a small BERT pre-trained from random initialisation with plain MLM, once; its cost is
+   reported but charged to no arm;
+3. every arm continues from the base with the *same* budget (steps x batch x length, same data
+   order): continued MLM (15%), Enc-Dec MLM (30/50, [MASK]ed copies through the same bottleneck),
+   SimLM RLM (30/50, the frozen base as its sampling generator), optionally Condenser and the RLM
+   mask-rate variants; plus the base itself and a random initialisation as the floor;
+4. each arm is fine-tuned identically (SimLM's contrastive loss with BM25 negatives on
+   debian-known-item/train, 10% and 100% of the training queries) and evaluated on dev and test,
+   and once zero-shot ([CLS] vectors straight from pre-training).
+
+Every stage writes a ``done.json`` when it finishes and is skipped on the next call; pre-training and
+fine-tuning resume from their last checkpoint, so a stopped run continues where it stopped. The
+table goes to ``runs/pretraining-ablation/ablation.{md,csv,png}`` (``--runs-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from simlm_ir.errors import SimLMIRError
+from simlm_ir.util.io import atomic_directory, atomic_write
+
+logger = logging.getLogger(__name__)
+
+# work/ and runs/ are relative to where the command runs, as for the other benchmark scripts.
+DEFAULT_CORPUS = Path("work/pretrain-corpus/corpus.jsonl.gz")
+DATASET = "debian-known-item"
+PUBLISHED = [  # SimLM paper, Table 6: MS MARCO dev MRR@10 after fine-tuning with BM25 negatives
+    ("BERT-base (no further pre-training)", 33.7), ("Condenser", 36.9), ("Enc-Dec MLM", 37.7),
+    ("SimLM RLM 30%/50%", 38.0), ("RLM 15%/15%", 37.6), ("RLM 30%/100%", 36.6)]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One row: how its encoder is obtained from the shared base."""
+
+    name: str
+    objective: str | None  # None: no continued pre-training (base or random init)
+    encoder_mask_rate: float = 0.3
+    decoder_mask_rate: float = 0.5
+    start: str = "base"  # "base" or "random"
+
+
+ARMS = {
+    "random": Arm("random init (floor)", None, start="random"),
+    "base": Arm("base, no further pre-training (paper's BERT row)", None),
+    "mlm": Arm("continued MLM 15%", "mlm", 0.15, 0.15),
+    "enc-dec-mlm": Arm("Enc-Dec MLM 30/50", "enc-dec-mlm", 0.3, 0.5),
+    "condenser": Arm("Condenser 15%", "condenser", 0.15, 0.15),
+    "rlm": Arm("SimLM RLM 30/50", "rlm", 0.3, 0.5),
+    "rlm-15-15": Arm("SimLM RLM 15/15", "rlm", 0.15, 0.15),
+    "rlm-30-100": Arm("SimLM RLM 30/100", "rlm", 0.3, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model size, budgets and fine-tuning recipe of one ablation scale."""
+
+    vocab_size: int = 8192
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    max_length: int = 64  # pre-training and passage length (a description's first 64 tokens)
+    batch_size: int = 32
+    base_steps: int = 4000
+    base_lr: float = 5e-4
+    arm_steps: int = 600
+    arm_lr: float = 2e-4
+    ft_batch: int = 32
+    ft_group: int = 4
+    ft_steps: int = 400  # on 100% of the training queries (~3 epochs at 32 queries a step)
+    ft_steps_few: int = 150  # on 10% of them (~12 epochs)
+    ft_lr: float = 2e-4
+    bf16: bool = False
+    corpus_limit: int = 0  # 0: the whole pre-training corpus
+    arms: tuple[str, ...] = ("random", "base", "mlm", "enc-dec-mlm", "rlm")
+    fractions: tuple[float, ...] = (0.1, 1.0)
+    seeds: tuple[int, ...] = (1,)
+
+    @property
+    def config_overrides(self) -> str:
+        return (f"hidden_size={self.hidden},num_hidden_layers={self.layers},num_attention_heads={self.heads},"
+                f"intermediate_size={4 * self.hidden},max_position_embeddings={max(self.max_length, 144) + 16}")
+
+
+PRESETS = {
+    "cpu": Preset(),
+    "gpu": Preset(vocab_size=16384, hidden=512, layers=6, heads=8, max_length=128, batch_size=256,
+                  base_steps=3000, base_lr=5e-4, arm_steps=1000, ft_batch=64, ft_group=8, ft_steps=800,
+                  ft_steps_few=300, bf16=True,
+                  arms=("random", "base", "mlm", "enc-dec-mlm", "condenser", "rlm", "rlm-15-15", "rlm-30-100"),
+                  seeds=(1, 2, 3)),
+    "tiny": Preset(vocab_size=600, hidden=32, layers=2, heads=2, max_length=32, batch_size=8, base_steps=6,
+                   arm_steps=4, ft_batch=8, ft_group=2, ft_steps=4, ft_steps_few=2, corpus_limit=300,
+                   arms=("base", "mlm", "rlm"), fractions=(1.0,)),
+}
+
+
+# -- stage bookkeeping -------------------------------------------------------------------------------
+
+def _done(path: Path) -> dict | None:
+    f = path / "done.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def _mark_done(path: Path, info: dict) -> dict:
+    with atomic_write(path / "done.json") as fh:
+        json.dump(info, fh, indent=2)
+    return info
+
+
+# -- stages ---------------------------------------------------------------------------------------------
+
+def limited_corpus(corpus: Path, work: Path, limit: int) -> Path:
+    """The first ``limit`` passages of ``corpus`` as a JSONL file (the tiny preset), or ``corpus`` itself."""
+    if not limit:
+        return corpus
+    out = work / "corpus-head.jsonl"
+    if not out.exists():
+        opener = gzip.open if corpus.suffix == ".gz" else open
+        with opener(corpus, "rt", encoding="utf-8") as src, atomic_write(out) as dst:
+            for i, line in enumerate(src):
+                if i >= limit:
+                    break
+                dst.write(line)
+    return out
+
+
+def train_vocab(corpus: Path, out: Path, vocab_size: int) -> Path:
+    """A lower-cased WordPiece vocabulary trained on ``corpus`` with the ``tokenizers`` library,
+    saved as a BERT tokenizer directory (a 30k vocabulary's output layer would dominate a small model)."""
+    if (out / "tokenizer.json").exists():
+        return out
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    from simlm_ir.data.datasets import iter_passages
+
+    def texts():
+        for p in iter_passages(str(corpus)):
+            yield p.text
+
+    tok = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
+    tok.train_from_iterator(texts(), vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    with atomic_directory(out) as tmp:
+        tok.save_model(str(tmp))
+        vocab = {line.rstrip("\n"): i for i, line in enumerate((tmp / "vocab.txt").open(encoding="utf-8"))}
+        BertTokenizerFast(vocab=vocab, do_lower_case=True, strip_accents=True).save_pretrained(str(tmp))
+    return out
+
+
+def pretrain_stage(out: Path, corpus: Path, init: str, preset: Preset, objective: str, steps: int, lr: float,
+                   enc_rate: float, dec_rate: float, tokenizer: Path | None = None, generator: str = "unigram",
+                   progress: bool = True) -> dict:
+    """One pre-training run (resumable); returns its cost: steps, tokens, wall time, tokens/s."""
+    info = _done(out)
+    if info:
+        return info
+    from simlm_ir.train.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(corpus=str(corpus), init=init, output=str(out), generator=generator,
+                         tokenizer=str(tokenizer) if tokenizer else None,
+                         config_overrides=preset.config_overrides if init == "scratch" else "",
+                         max_length=preset.max_length, encoder_mask_rate=enc_rate, decoder_mask_rate=dec_rate,
+                         objective=objective, lr=lr, warmup_steps=max(1, steps // 10), max_steps=steps,
+                         batch_size=preset.batch_size, bf16=preset.bf16, save_steps=max(1, min(250, steps // 4)),
+                         logging_steps=max(1, min(25, steps // 4)), resume=(out / "run_config.json").exists(),
+                         progress=progress)
+    t0 = time.perf_counter()
+    pretrain(cfg)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line]
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    tokens_per_step = [r["tokens_per_s"] for r in log]
+    return _mark_done(out, {
+        "objective": objective, "steps": steps, "batch_size": preset.batch_size, "max_length": preset.max_length,
+        "encoder_mask_rate": enc_rate, "decoder_mask_rate": dec_rate, "generator": run_cfg.get("generator"),
+        "wall_s_this_call": time.perf_counter() - t0,
+        # non-padding tokens trained on, summed over the log's windows (checkpoints fall on log steps)
+        "tokens": int(sum(r.get("tokens", 0) for r in log)),
+        "median_tokens_per_s": float(np.median(tokens_per_step)) if tokens_per_step else None,
+        "final_loss": log[-1]["loss"] if log else None,
+        "final_encoder_loss": log[-1]["encoder_loss"] if log else None,
+        "final_decoder_loss": log[-1]["decoder_loss"] if log else None,
+        "log": log,
+    })
+
+
+def random_init(out: Path, tokenizer: Path, preset: Preset, seed: int = 42) -> Path:
+    """A randomly initialised BERT of the preset's size (the floor arm)."""
+    if _done(out):
+        return out
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from simlm_ir.modeling.rlm import parse_config_overrides
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                                 **parse_config_overrides(preset.config_overrides)), add_pooling_layer=False)
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+    _mark_done(out, {"kind": "random"})
+    return out
+
+
+def training_files(work: Path, fractions, seed: int = 0) -> dict[float, Path]:
+    """BM25-negative training files (Pyserini BM25 top 200 minus positives) for each query fraction.
+
+    A fraction keeps the training queries whose sha1 falls in that share, the same for every arm."""
+    from simlm_ir.train.mine import mine
+
+    full = work / "bm25_negs.jsonl"
+    if not full.exists():
+        mine(f"{DATASET}/train", "bm25", full, depth=200, work_dir=work / "mine")
+    files = {}
+    lines = full.read_text(encoding="utf-8").splitlines()
+    for frac in fractions:
+        if frac >= 1.0:
+            files[frac] = full
+            continue
+        path = work / f"bm25_negs.{int(frac * 100)}pct.jsonl"
+        if not path.exists():
+            keep = [ln for ln in lines if ln.strip() and int(hashlib.sha1(
+                f"{seed}:{json.loads(ln)['query_id']}".encode()).hexdigest(), 16) % 1000 < frac * 1000]
+            with atomic_write(path) as fh:
+                fh.write("".join(ln + "\n" for ln in keep))
+        files[frac] = path
+    return files
+
+
+def finetune_stage(out: Path, init: Path, train_file: Path, preset: Preset, steps: int, seed: int,
+                   progress: bool = True) -> Path:
+    if _done(out):
+        return out
+    from simlm_ir.train.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(train_file=str(train_file), output=str(out), init=str(init), corpus=DATASET,
+                         group_size=preset.ft_group, batch_size=preset.ft_batch, lr=preset.ft_lr, max_steps=steps,
+                         warmup_steps=max(1, steps // 10), passage_max_length=preset.max_length, seed=seed,
+                         save_steps=max(1, steps // 4), log_every=max(1, min(10, steps // 4)),
+                         resume=(out / "finetune_config.json").exists(), progress=progress)
+    t0 = time.perf_counter()
+    records = finetune(cfg)
+    _mark_done(out, {"steps": steps, "wall_s_this_call": time.perf_counter() - t0,
+                     "final_loss": records[-1].get("loss") if records else None})
+    return out
+
+
+def evaluate_encoder(checkpoint: Path, preset: Preset, splits=("dev", "test")) -> dict:
+    """nDCG@10 and RR@10 (aggregate and per query) of ``checkpoint`` on each split, exact search."""
+    cache = checkpoint / "ablation_eval.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    import faiss
+
+    from simlm_ir.data.datasets import load_collection
+    from simlm_ir.encode.encoder import SimLMEncoder
+    from simlm_ir.eval.measures import evaluate
+
+    enc = SimLMEncoder(str(checkpoint), passage_max_length=preset.max_length)
+    passages = list(load_collection(DATASET).passages())
+    vectors = enc.encode_passages([p.text for p in passages], [p.title for p in passages])
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    results = {}
+    for split in splits:
+        coll = load_collection(f"{DATASET}/{split}")
+        qids = list(coll.queries)
+        scores, idx = index.search(enc.encode_queries([coll.queries[q] for q in qids]).astype(np.float32), 100)
+        run = {q: {passages[j].id: float(s) for s, j in zip(srow, irow) if j >= 0}
+               for q, srow, irow in zip(qids, scores, idx)}
+        ev = evaluate(run, coll.qrels, ("nDCG@10", "RR@10"))
+        results[split] = {"aggregate": ev.aggregate, "per_query": ev.per_query}
+    with atomic_write(cache) as fh:
+        json.dump(results, fh)
+    return results
+
+
+# -- the whole ablation -------------------------------------------------------------------------------------
+
+def run_ablation(preset: Preset, corpus: Path, work: Path, runs_dir: Path, progress: bool = True) -> dict:
+    """Run (or continue) every stage, then write the table; returns the result rows."""
+    work.mkdir(parents=True, exist_ok=True)
+    if not corpus.exists():
+        raise SimLMIRError(f"{corpus}: pre-training corpus not found; build it with "
+                           "python benchmarks/make_pretrain_corpus.py (or pass --corpus FILE)")
+    corpus = limited_corpus(corpus, work, preset.corpus_limit)
+    tokenizer = train_vocab(corpus, work / "tokenizer", preset.vocab_size)
+    base_dir = work / "base"
+    base = pretrain_stage(base_dir, corpus, "scratch", preset, "mlm", preset.base_steps, preset.base_lr, 0.15, 0.15,
+                          tokenizer=tokenizer, progress=progress)
+    logger.info("base: %s steps, final MLM loss %.3f", base["steps"], base["final_loss"])
+    encoders: dict[str, tuple[Path, dict | None]] = {}
+    for key in preset.arms:
+        arm = ARMS[key]
+        if arm.start == "random":
+            encoders[key] = (random_init(work / "arms" / key, tokenizer, preset), None)
+        elif arm.objective is None:
+            encoders[key] = (base_dir, None)
+        else:
+            out = work / "arms" / key
+            # RLM samples its replacements from the frozen base: the paper freezes an MLM generator.
+            cost = pretrain_stage(out, corpus, str(base_dir), preset, arm.objective, preset.arm_steps, preset.arm_lr,
+                                  arm.encoder_mask_rate, arm.decoder_mask_rate,
+                                  generator=str(base_dir), progress=progress)
+            encoders[key] = (out, cost)
+    files = training_files(work, preset.fractions)
+    rows = []
+    for key in preset.arms:
+        path, cost = encoders[key]
+        row = {"arm": key, "name": ARMS[key].name, "pretrain": cost and {k: v for k, v in cost.items() if k != "log"},
+               "zero_shot": evaluate_encoder(path, preset, ("test",)), "finetuned": {}}
+        for frac, train_file in files.items():
+            steps = preset.ft_steps if frac >= 1.0 else preset.ft_steps_few
+            per_seed = []
+            for seed in preset.seeds:
+                ft = finetune_stage(work / "finetuned" / f"{key}-{int(frac * 100)}pct-s{seed}", path, train_file,
+                                    preset, steps, seed, progress)
+                per_seed.append(evaluate_encoder(ft, preset))
+            row["finetuned"][frac] = per_seed
+        rows.append(row)
+    result = {"preset": asdict(preset), "base": {k: v for k, v in base.items() if k != "log"}, "rows": rows,
+              "logs": {"base": base.get("log"), **{k: (c or {}).get("log") for k, (_, c) in encoders.items()}}}
+    write_report(result, runs_dir)
+    return result
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+
+def _seed_mean(per_seed: list[dict], split: str, measure: str) -> tuple[float, float, dict[str, float]]:
+    aggs = [s[split]["aggregate"][measure] for s in per_seed]
+    qids = per_seed[0][split]["per_query"][measure].keys()
+    per_query = {q: float(np.mean([s[split]["per_query"][measure][q] for s in per_seed])) for q in qids}
+    return float(np.mean(aggs)), float(np.std(aggs)), per_query
+
+
+def _p(a: dict[str, float], b: dict[str, float]) -> float | None:
+    from simlm_ir.eval.leaderboard import paired_p_value
+
+    return paired_p_value(a, b)
+
+
+def report_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    fracs = sorted({float(f) for r in result["rows"] for f in r["finetuned"]})
+    header = ["arm", "pre-training tokens", "wall s", "tokens/s", "zero-shot test nDCG@10"]
+    for f in fracs:
+        pct = f"{int(f * 100)}%"
+        header += [f"{pct}: dev nDCG@10", f"{pct}: test nDCG@10", f"{pct}: test RR@10", f"{pct}: p vs RLM (test nDCG@10)"]
+    ref = next((r for r in result["rows"] if r["arm"] == "rlm"), None)
+    body = []
+    for r in result["rows"]:
+        pre = r["pretrain"] or {}
+        cells = [r["name"], f"{pre['tokens']:,}" if pre else "0", f"{pre['wall_s_this_call']:.0f}" if pre else "-",
+                 f"{pre['median_tokens_per_s']:,.0f}" if pre else "-",
+                 f"{r['zero_shot']['test']['aggregate']['nDCG@10']:.4f}"]
+        for f in fracs:
+            per_seed = r["finetuned"].get(f) or r["finetuned"].get(str(f))
+            dev_m, dev_s, _ = _seed_mean(per_seed, "dev", "nDCG@10")
+            test_m, test_s, test_q = _seed_mean(per_seed, "test", "nDCG@10")
+            rr_m, rr_s, _ = _seed_mean(per_seed, "test", "RR@10")
+            sd = len(per_seed) > 1
+            cells += [f"{dev_m:.4f}" + (f" ± {dev_s:.4f}" if sd else ""),
+                      f"{test_m:.4f}" + (f" ± {test_s:.4f}" if sd else ""),
+                      f"{rr_m:.4f}" + (f" ± {rr_s:.4f}" if sd else "")]
+            if ref is None or r is ref:
+                cells.append("-")
+            else:
+                ref_seeds = ref["finetuned"].get(f) or ref["finetuned"].get(str(f))
+                p = _p(_seed_mean(ref_seeds, "test", "nDCG@10")[2], test_q)
+                cells.append("-" if p is None else f"{p:.3g}")
+        body.append(cells)
+    return header, body
+
+
+def write_report(result: dict, runs_dir: Path) -> Path:
+    header, body = report_rows(result)
+    p = result["preset"]
+    base = result["base"]
+    md = [f"# Pre-training ablation (debian-known-item; a known-item task, not BEIR)", "",
+          f"Model: BERT {p['layers']} layers x {p['hidden']}, WordPiece vocabulary of {p['vocab_size']:,} trained on "
+          f"the pre-training corpus; passages cut to {p['max_length']} tokens. Base: plain MLM from random "
+          f"initialisation, {base['steps']:,} steps x {p['batch_size']} ({base['tokens']:,} tokens, "
+          f"{base['wall_s_this_call']:.0f} s, final MLM loss {base['final_loss']:.3f}; charged to no arm). Each arm "
+          f"continues from it for {p['arm_steps']:,} steps x {p['batch_size']} passages (same data order), then "
+          f"fine-tuning with BM25 negatives (contrastive, tau 0.02, {p['ft_batch']} queries x {p['ft_group']} "
+          f"passages, lr {p['ft_lr']}): {p['ft_steps']} steps on 100% of the 4,020 training queries, "
+          f"{p['ft_steps_few']} on 10%. Seeds: {len(p['seeds'])}; p: paired t-test over test queries "
+          f"(per-query nDCG@10 averaged over seeds) against SimLM RLM 30/50.", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(row) + " |" for row in body]
+    md += ["", "## Published (SimLM paper, Table 6; MS MARCO dev MRR@10 after BM25-negative fine-tuning)", "",
+           "| pre-training | MRR@10 |", "|---|---|"] + [f"| {n} | {v} |" for n, v in PUBLISHED]
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(runs_dir / "ablation.md") as fh:
+        fh.write("\n".join(md) + "\n")
+    with atomic_write(runs_dir / "ablation.csv") as fh:
+        import csv
+
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(body)
+    with atomic_write(runs_dir / "ablation.json") as fh:
+        json.dump({k: v for k, v in result.items() if k != "logs"}, fh, indent=1)
+    _plot(result, runs_dir / "ablation.png")
+    return runs_dir / "ablation.md"
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, log in result["logs"].items():
+        if log:
+            ax1.plot([r["step"] for r in log], [r["loss"] for r in log], label=key)
+    ax1.set_xlabel("pre-training step")
+    ax1.set_ylabel("loss (objective's own)")
+    ax1.set_title("pre-training loss per arm")
+    ax1.legend(fontsize=8)
+    rows = result["rows"]
+    fracs = sorted({float(f) for r in rows for f in r["finetuned"]})
+    width = 0.8 / max(1, len(fracs))
+    for i, f in enumerate(fracs):
+        vals = [_seed_mean(r["finetuned"].get(f) or r["finetuned"].get(str(f)), "test", "nDCG@10")[0] for r in rows]
+        ax2.bar(np.arange(len(rows)) + i * width, vals, width, label=f"{int(f * 100)}% of training queries")
+    ax2.set_xticks(np.arange(len(rows)) + width * (len(fracs) - 1) / 2)
+    ax2.set_xticklabels([r["arm"] for r in rows], rotation=20, fontsize=8)
+    ax2.set_ylabel("test nDCG@10")
+    ax2.set_title("after fine-tuning")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, mode="wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="pre-training corpus (JSONL, may be gzipped)")
+    ap.add_argument("--work-dir", type=Path, default=None, help="default: work/ablation/<preset>")
+    ap.add_argument("--runs-dir", type=Path, default=None, help="default: runs/pretraining-ablation[-<preset>]")
+    ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), help="override the preset's arms")
+    ap.add_argument("--seeds", nargs="+", type=int, help="fine-tuning seeds (override the preset's)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preset = PRESETS[args.preset]
+    if args.arms:
+        preset = replace(preset, arms=tuple(args.arms))
+    if args.seeds:
+        preset = replace(preset, seeds=tuple(args.seeds))
+    work = args.work_dir or Path("work/ablation") / args.preset
+    runs = args.runs_dir or Path("runs") / ("pretraining-ablation" if args.preset == "cpu"
+                                             else f"pretraining-ablation-{args.preset}")
+    try:
+        run_ablation(preset, args.corpus, work, runs, progress=not args.no_progress)
+    except SimLMIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((runs / "ablation.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
