@@ -1,9 +1,13 @@
-"""SimLM pre-training throughput (tokens/s) and peak memory on this machine, through the real driver.
+"""SimLM pre-training throughput (tokens/s) and peak memory on this machine, through the real driver,
+with a plain BERT-MLM step on the same model and batch as the yardstick.
 
 ``python benchmarks/bench_pretrain.py`` runs a few steps of :func:`simlm_ir.train.pretrain.pretrain`
-(MiniLM init, max length 144) on full-length passages of real English text and reports the median
-tokens/s of the timed steps (the first ``--skip`` steps are warm-up), peak RSS, and CUDA peak memory
-when on a GPU. Tokens are the non-padding tokens of the encoder input, counted once per passage.
+for each objective (``--objectives``, default ``mlm rlm``: 15% MLM, encoder only, vs SimLM's RLM with
+its generator) on the same passages of real English text, one after the other in this process, and
+prints the median tokens/s of the timed steps of each (the first ``--skip`` steps are warm-up) and
+their ratio, peak RSS, and CUDA peak memory on a GPU. Tokens are the non-padding tokens of the encoder
+input, counted once per passage. ``--generator self`` makes RLM sample from the frozen ``--init``
+model, as the pre-training ablation does with its base.
 """
 
 from __future__ import annotations
@@ -54,8 +58,9 @@ def write_bench_corpus(path: Path, min_words: int = 130) -> int:
 
 def bench_pretrain(init: str = "minilm", corpus: str | None = None, max_length: int = 144, batch_size: int = 16,
                    steps: int = 4, skip: int = 1, generator: str = "mlm-warmup", device: str = "auto",
-                   threads: int | None = None, bf16: bool = False) -> dict:
-    """Run ``steps`` pre-training steps and summarise throughput and memory."""
+                   threads: int | None = None, bf16: bool = False, objective: str = "rlm",
+                   generator_warmup_steps: int = 1) -> dict:
+    """Run ``steps`` pre-training steps of ``objective`` and summarise throughput and memory."""
     if steps <= skip:
         raise ValueError(f"--steps ({steps}) must exceed --skip ({skip})")
     with tempfile.TemporaryDirectory(prefix="bench_pretrain.") as tmp:
@@ -65,8 +70,11 @@ def bench_pretrain(init: str = "minilm", corpus: str | None = None, max_length: 
             write_bench_corpus(Path(corpus))
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        cfg = PretrainConfig(corpus=corpus, init=init, output=str(tmp / "run"), generator=generator,
-                             generator_warmup_steps=1, max_length=max_length, batch_size=batch_size,
+        mask_rates = (0.15, 0.15) if objective == "mlm" else (0.3, 0.5)
+        cfg = PretrainConfig(corpus=corpus, init=init, output=str(tmp / "run"),
+                             generator=init if generator == "self" else generator, objective=objective,
+                             encoder_mask_rate=mask_rates[0], decoder_mask_rate=mask_rates[1],
+                             generator_warmup_steps=generator_warmup_steps, max_length=max_length, batch_size=batch_size,
                              max_steps=steps, warmup_steps=1, lr=1e-4, save_steps=10 ** 9, logging_steps=1,
                              device=device, threads=threads, bf16=bf16, progress=False)
         start = time.perf_counter()
@@ -77,7 +85,7 @@ def bench_pretrain(init: str = "minilm", corpus: str | None = None, max_length: 
     timed = [r["tokens_per_s"] for r in log[skip:]]
     resolved = str(resolve_device(device))
     out = {
-        "init": init, "encoder_parameters": run_config["encoder_parameters"],
+        "objective": objective, "init": init, "encoder_parameters": run_config["encoder_parameters"],
         "generator": run_config["generator"]["kind"],
         "max_length": max_length, "batch_size": batch_size, "timed_steps": len(timed),
         "device": resolved, "threads": torch.get_num_threads(), "bf16": bf16,
@@ -101,21 +109,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--skip", type=int, default=1, help="warm-up steps left out of the median")
-    p.add_argument("--generator", default="mlm-warmup", help='"mlm-warmup", "unigram" or a masked-LM checkpoint')
+    p.add_argument("--objectives", nargs="+", default=["mlm", "rlm"], help="measured in this order, same batches")
+    p.add_argument("--generator", default="mlm-warmup",
+                   help='RLM generator: "mlm-warmup", "unigram", "self" (the frozen --init) or a masked-LM checkpoint')
+    p.add_argument("--generator-warmup-steps", type=int, default=1, help='for "mlm-warmup" (not timed)')
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--bf16", action="store_true")
     args = p.parse_args(argv)
-    result = bench_pretrain(args.init, args.corpus, args.max_length, args.batch_size, args.steps, args.skip,
-                            args.generator, args.device, args.threads, args.bf16)
-    print(f"SimLM pre-training ({result['init']}, {result['encoder_parameters'] / 1e6:.1f}M encoder params, "
-          f"generator={result['generator']}, max_length={result['max_length']}, batch={result['batch_size']}, "
-          f"device={result['device']}, threads={result['threads']}, bf16={result['bf16']})")
-    print(f"  throughput : {result['tokens_per_s']:,.0f} tokens/s (median of {result['timed_steps']} steps)")
-    print(f"  peak RSS   : {result['peak_rss_mib']:,.0f} MiB")
-    if "cuda_peak_mib" in result:
-        print(f"  CUDA peak  : {result['cuda_peak_mib']:,.0f} MiB ({result['gpu']})")
-    print(json.dumps(result))
+    results = [bench_pretrain(args.init, args.corpus, args.max_length, args.batch_size, args.steps, args.skip,
+                              args.generator, args.device, args.threads, args.bf16, objective,
+                              args.generator_warmup_steps) for objective in args.objectives]
+    first = results[0]
+    print(f"Pre-training throughput ({first['init']}, {first['encoder_parameters'] / 1e6:.1f}M encoder params, "
+          f"max_length={first['max_length']}, batch={first['batch_size']}, device={first['device']}, "
+          f"threads={first['threads']}, bf16={first['bf16']})")
+    print(f"  {'objective':<10} {'generator':<12} {'tokens/s':>10} {'cost vs ' + first['objective']:>14}")
+    for r in results:
+        print(f"  {r['objective']:<10} {r['generator']:<12} {r['tokens_per_s']:>10,.0f} "
+              f"{first['tokens_per_s'] / r['tokens_per_s']:>13.2f}x")
+    print(f"  peak RSS   : {max(r['peak_rss_mib'] for r in results):,.0f} MiB")
+    if "cuda_peak_mib" in first:
+        print(f"  CUDA peak  : {max(r['cuda_peak_mib'] for r in results):,.0f} MiB ({first['gpu']})")
+    print(json.dumps(results))
     return 0
 
 

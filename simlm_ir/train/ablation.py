@@ -75,8 +75,16 @@ ARMS = {
 
 @dataclass(frozen=True)
 class Preset:
-    """Model size, budgets and fine-tuning recipe of one ablation scale."""
+    """Model size, budgets and fine-tuning recipe of one ablation scale.
 
+    ``start="scratch"`` is the paper's design (a base BERT we pre-train with MLM first); a checkpoint
+    name (``"minilm"``) is the practical track: every arm continues that model instead, and the
+    size fields other than ``max_length`` are ignored.
+    """
+
+    start: str = "scratch"
+    rlm_generator: str = "base"  # "base" (the frozen base as generator), "mlm-warmup" or "unigram"
+    generator_warmup_steps: int = 200  # for "mlm-warmup": its steps count in the RLM arm's cost
     vocab_size: int = 8192
     hidden: int = 256
     layers: int = 4
@@ -111,6 +119,11 @@ PRESETS = {
                   ft_steps_few=300, bf16=True,
                   arms=("random", "base", "mlm", "enc-dec-mlm", "condenser", "rlm", "rlm-15-15", "rlm-30-100"),
                   seeds=(1, 2, 3)),
+    # The practical track: does continued pre-training on the corpus help an existing sentence
+    # encoder? MiniLM has no MLM head, so RLM samples from a small generator trained first.
+    "minilm": Preset(start="minilm", rlm_generator="mlm-warmup", max_length=96, batch_size=16, arm_steps=300,
+                     arm_lr=2e-5, ft_batch=32, ft_group=4, ft_steps=400, ft_steps_few=150, ft_lr=3e-5,
+                     arms=("base", "mlm", "enc-dec-mlm", "rlm")),
     "tiny": Preset(vocab_size=600, hidden=32, layers=2, heads=2, max_length=32, batch_size=8, base_steps=6,
                    arm_steps=4, ft_batch=8, ft_group=2, ft_steps=4, ft_steps_few=2, corpus_limit=300,
                    arms=("base", "mlm", "rlm"), fractions=(1.0,)),
@@ -177,10 +190,12 @@ def pretrain_stage(out: Path, corpus: Path, init: str, preset: Preset, objective
     """One pre-training run (resumable); returns its cost: steps, tokens, wall time, tokens/s."""
     info = _done(out)
     if info:
+        info.setdefault("train_s", _log_seconds(info.get("log") or []))
         return info
     from simlm_ir.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(corpus=str(corpus), init=init, output=str(out), generator=generator,
+                         generator_warmup_steps=preset.generator_warmup_steps,
                          tokenizer=str(tokenizer) if tokenizer else None,
                          config_overrides=preset.config_overrides if init == "scratch" else "",
                          max_length=preset.max_length, encoder_mask_rate=enc_rate, decoder_mask_rate=dec_rate,
@@ -197,6 +212,7 @@ def pretrain_stage(out: Path, corpus: Path, init: str, preset: Preset, objective
         "objective": objective, "steps": steps, "batch_size": preset.batch_size, "max_length": preset.max_length,
         "encoder_mask_rate": enc_rate, "decoder_mask_rate": dec_rate, "generator": run_cfg.get("generator"),
         "wall_s_this_call": time.perf_counter() - t0,
+        "train_s": _log_seconds(log),
         # non-padding tokens trained on, summed over the log's windows (checkpoints fall on log steps)
         "tokens": int(sum(r.get("tokens", 0) for r in log)),
         "median_tokens_per_s": float(np.median(tokens_per_step)) if tokens_per_step else None,
@@ -205,6 +221,11 @@ def pretrain_stage(out: Path, corpus: Path, init: str, preset: Preset, objective
         "final_decoder_loss": log[-1]["decoder_loss"] if log else None,
         "log": log,
     })
+
+
+def _log_seconds(log: list[dict]) -> float:
+    """Training seconds over a whole run, resumed parts included: each log window's tokens / its speed."""
+    return float(sum(r["tokens"] / r["tokens_per_s"] for r in log if r.get("tokens") and r.get("tokens_per_s")))
 
 
 def random_init(out: Path, tokenizer: Path, preset: Preset, seed: int = 42) -> Path:
@@ -300,6 +321,54 @@ def evaluate_encoder(checkpoint: Path, preset: Preset, splits=("dev", "test")) -
     return results
 
 
+def bottleneck_gap(arm_dir: Path, generator: str, batches: int = 8, batch_size: int = 32, seed: int = 7) -> dict:
+    """Decoder loss with each passage's own [CLS] vs with another passage's (rolled within the batch).
+
+    The decoder sees the passage only through [CLS], so the gap is how much the bottleneck vector
+    tells it: ~0 means the decoder ignores [CLS] and the objective cannot shape it. Measured on the
+    embedded collection's documents (held-out text for the pre-training losses is not needed: this
+    compares two inputs of the same model on the same text).
+    """
+    import torch
+
+    from simlm_ir.data.datasets import iter_passages
+    from simlm_ir.modeling.generators import MaskFiller, MLMGenerator
+    from simlm_ir.modeling.masking import WholeWordMasker
+    from simlm_ir.modeling.rlm import SimLMForPretraining
+    from simlm_ir.train.pretrain import collate, tokenize_passages
+
+    model = SimLMForPretraining.from_pretrained(arm_dir)
+    tok, cfg = model.tokenizer, model.config
+    if cfg.objective == "rlm":
+        model.generator = MLMGenerator.from_pretrained(generator, tok) if Path(generator).is_dir() else None
+    else:
+        model.generator = MaskFiller(tok.mask_token_id, tok.all_special_ids)
+    if model.generator is None:
+        return {}
+    model.eval()
+    run_cfg = json.loads((arm_dir / "run_config.json").read_text())["config"]
+    passages = [p for _, p in zip(range(batches * batch_size), iter_passages(DATASET))]
+    corpus = tokenize_passages(passages, tok, run_cfg["max_length"])
+    masker = WholeWordMasker(tok)
+    own, other = [], []
+    with torch.no_grad():
+        for b in range(batches):
+            batch = collate(corpus, list(range(b * batch_size, (b + 1) * batch_size)), tok.pad_token_id)
+            g = torch.Generator().manual_seed(seed + b)
+            m = masker.encoder_decoder_masks(batch["input_ids"], cfg.encoder_mask_rate, cfg.decoder_mask_rate, g,
+                                             batch["attention_mask"])
+            out = model(batch["input_ids"], batch["attention_mask"], m.encoder, m.decoder, batch["token_type_ids"],
+                        rng=torch.Generator().manual_seed(seed + b))
+            every = model.label_positions(batch["input_ids"], batch["attention_mask"])
+            targets = every if cfg.objective == "rlm" else m.decoder & every
+            for cls, sink in ((out.encoder_last_hidden_state[:, 0], own),
+                              (out.encoder_last_hidden_state[:, 0].roll(1, dims=0), other)):
+                hidden = model.decode(cls, out.decoder_input_ids, batch["attention_mask"])
+                sink.append(float(model._mlm_loss(hidden, batch["input_ids"], targets)))
+    return {"decoder_loss_own_cls": float(np.mean(own)), "decoder_loss_other_cls": float(np.mean(other)),
+            "gap": float(np.mean(other) - np.mean(own))}
+
+
 # -- the whole ablation -------------------------------------------------------------------------------------
 
 def run_ablation(preset: Preset, corpus: Path, work: Path, runs_dir: Path, progress: bool = True) -> dict:
@@ -309,11 +378,18 @@ def run_ablation(preset: Preset, corpus: Path, work: Path, runs_dir: Path, progr
         raise SimLMIRError(f"{corpus}: pre-training corpus not found; build it with "
                            "python benchmarks/make_pretrain_corpus.py (or pass --corpus FILE)")
     corpus = limited_corpus(corpus, work, preset.corpus_limit)
-    tokenizer = train_vocab(corpus, work / "tokenizer", preset.vocab_size)
-    base_dir = work / "base"
-    base = pretrain_stage(base_dir, corpus, "scratch", preset, "mlm", preset.base_steps, preset.base_lr, 0.15, 0.15,
-                          tokenizer=tokenizer, progress=progress)
-    logger.info("base: %s steps, final MLM loss %.3f", base["steps"], base["final_loss"])
+    if preset.start == "scratch":
+        tokenizer = train_vocab(corpus, work / "tokenizer", preset.vocab_size)
+        base_dir = work / "base"
+        base = pretrain_stage(base_dir, corpus, "scratch", preset, "mlm", preset.base_steps, preset.base_lr,
+                              0.15, 0.15, tokenizer=tokenizer, progress=progress)
+        logger.info("base: %s steps, final MLM loss %.3f", base["steps"], base["final_loss"])
+    else:
+        from simlm_ir.modeling.checkpoints import resolve_checkpoint
+
+        tokenizer, base_dir = None, Path(resolve_checkpoint(preset.start))
+        base = {"start": preset.start, "path": str(base_dir)}
+    rlm_generator = str(base_dir) if preset.rlm_generator == "base" else preset.rlm_generator
     encoders: dict[str, tuple[Path, dict | None]] = {}
     for key in preset.arms:
         arm = ARMS[key]
@@ -326,12 +402,15 @@ def run_ablation(preset: Preset, corpus: Path, work: Path, runs_dir: Path, progr
             # RLM samples its replacements from the frozen base: the paper freezes an MLM generator.
             cost = pretrain_stage(out, corpus, str(base_dir), preset, arm.objective, preset.arm_steps, preset.arm_lr,
                                   arm.encoder_mask_rate, arm.decoder_mask_rate,
-                                  generator=str(base_dir), progress=progress)
+                                  generator=rlm_generator, progress=progress)
             encoders[key] = (out, cost)
     files = training_files(work, preset.fractions)
     rows = []
     for key in preset.arms:
         path, cost = encoders[key]
+        if cost and ARMS[key].objective in ("rlm", "enc-dec-mlm") and "bottleneck" not in cost:
+            cost["bottleneck"] = bottleneck_gap(path, rlm_generator)
+            _mark_done(path, cost)
         row = {"arm": key, "name": ARMS[key].name, "pretrain": cost and {k: v for k, v in cost.items() if k != "log"},
                "zero_shot": evaluate_encoder(path, preset, ("test",)), "finetuned": {}}
         for frac, train_file in files.items():
@@ -364,9 +443,17 @@ def _p(a: dict[str, float], b: dict[str, float]) -> float | None:
     return paired_p_value(a, b)
 
 
+def _train_s(cost: dict) -> float:
+    """Training seconds of a pre-training run (from its log windows, so a resumed run counts whole)."""
+    if cost.get("train_s") is not None:
+        return cost["train_s"]
+    return cost["wall_s_this_call"]
+
+
 def report_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     fracs = sorted({float(f) for r in result["rows"] for f in r["finetuned"]})
-    header = ["arm", "pre-training tokens", "wall s", "tokens/s", "zero-shot test nDCG@10"]
+    header = ["arm", "pre-training tokens", "training s", "tokens/s", "decoder loss: own / other [CLS]",
+              "zero-shot test nDCG@10"]
     for f in fracs:
         pct = f"{int(f * 100)}%"
         header += [f"{pct}: dev nDCG@10", f"{pct}: test nDCG@10", f"{pct}: test RR@10", f"{pct}: p vs RLM (test nDCG@10)"]
@@ -374,8 +461,10 @@ def report_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     body = []
     for r in result["rows"]:
         pre = r["pretrain"] or {}
-        cells = [r["name"], f"{pre['tokens']:,}" if pre else "0", f"{pre['wall_s_this_call']:.0f}" if pre else "-",
+        cells = [r["name"], f"{pre['tokens']:,}" if pre else "0", f"{_train_s(pre):.0f}" if pre else "-",
                  f"{pre['median_tokens_per_s']:,.0f}" if pre else "-",
+                 (f"{pre['bottleneck']['decoder_loss_own_cls']:.3f} / {pre['bottleneck']['decoder_loss_other_cls']:.3f}"
+                  if pre and pre.get("bottleneck") else "-"),
                  f"{r['zero_shot']['test']['aggregate']['nDCG@10']:.4f}"]
         for f in fracs:
             per_seed = r["finetuned"].get(f) or r["finetuned"].get(str(f))
@@ -400,11 +489,19 @@ def write_report(result: dict, runs_dir: Path) -> Path:
     header, body = report_rows(result)
     p = result["preset"]
     base = result["base"]
+    if p.get("start", "scratch") == "scratch":
+        model = (f"Model: BERT {p['layers']} layers x {p['hidden']}, WordPiece vocabulary of {p['vocab_size']:,} "
+                 f"trained on the pre-training corpus; passages cut to {p['max_length']} tokens. Base: plain MLM from "
+                 f"random initialisation, {base['steps']:,} steps x {p['batch_size']} ({base['tokens']:,} tokens, "
+                 f"{_train_s(base):.0f} s of training, final MLM loss {base['final_loss']:.3f}; charged to no arm).")
+    else:
+        model = (f"Practical track: every arm starts from {p['start']} (already trained for retrieval, so this "
+                 f"does not test the paper's claim); passages cut to {p['max_length']} tokens.")
+    gen = {"base": "the frozen base", "mlm-warmup": f"a small generator trained first with MLM "
+           f"({p.get('generator_warmup_steps')} steps, counted in the RLM arm's wall time)",
+           "unigram": "unigram sampling (ablation)"}[p.get("rlm_generator", "base")]
     md = [f"# Pre-training ablation (debian-known-item; a known-item task, not BEIR)", "",
-          f"Model: BERT {p['layers']} layers x {p['hidden']}, WordPiece vocabulary of {p['vocab_size']:,} trained on "
-          f"the pre-training corpus; passages cut to {p['max_length']} tokens. Base: plain MLM from random "
-          f"initialisation, {base['steps']:,} steps x {p['batch_size']} ({base['tokens']:,} tokens, "
-          f"{base['wall_s_this_call']:.0f} s, final MLM loss {base['final_loss']:.3f}; charged to no arm). Each arm "
+          f"{model} RLM replacements are sampled from {gen}. Each arm "
           f"continues from it for {p['arm_steps']:,} steps x {p['batch_size']} passages (same data order), then "
           f"fine-tuning with BM25 negatives (contrastive, tau 0.02, {p['ft_batch']} queries x {p['ft_group']} "
           f"passages, lr {p['ft_lr']}): {p['ft_steps']} steps on 100% of the 4,020 training queries, "
