@@ -74,7 +74,8 @@ def bench_pretrain(init: str = "minilm", corpus: str | None = None, max_length: 
         cfg = PretrainConfig(corpus=corpus, init=init, output=str(tmp / "run"),
                              generator=init if generator == "self" else generator, objective=objective,
                              encoder_mask_rate=mask_rates[0], decoder_mask_rate=mask_rates[1],
-                             generator_warmup_steps=generator_warmup_steps, max_length=max_length, batch_size=batch_size,
+                             generator_warmup_steps=generator_warmup_steps, max_length=max_length,
+                             batch_size=batch_size,
                              max_steps=steps, warmup_steps=1, lr=1e-4, save_steps=10 ** 9, logging_steps=1,
                              device=device, threads=threads, bf16=bf16, progress=False)
         start = time.perf_counter()

@@ -5,9 +5,9 @@ import csv
 import json
 
 import pytest
+from tiny import DOCS
 
 from simlm_ir.train import ablation as abl
-from tiny import DOCS
 
 
 @pytest.mark.slow

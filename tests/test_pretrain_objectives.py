@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from simlm_ir.modeling.generators import MaskFiller
-from simlm_ir.modeling.rlm import SimLMConfig, SimLMForPretraining, load_tokenizer
 from simlm_ir.modeling.masking import WholeWordMasker
+from simlm_ir.modeling.rlm import SimLMConfig, SimLMForPretraining, load_tokenizer
 
 TINY = "hidden_size=64,num_hidden_layers=4,num_attention_heads=2,intermediate_size=128"
 TEXTS = ["APT is the command-line package manager of Debian; it downloads and installs packages from "

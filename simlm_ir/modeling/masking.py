@@ -2,8 +2,8 @@
 
 The encoder copy masks whole words covering 30% of a passage's tokens; the decoder copy 50% in total:
 the encoder's mask plus an extra mask over the remaining tokens at p = (0.5 - 0.3) / (1 - 0.3), so
-every position corrupted for the encoder is corrupted for the decoder too. A word is a WordPiece token plus its ``##`` continuations;
-special tokens (and padding) are never masked.
+every position corrupted for the encoder is corrupted for the decoder too. A word is a WordPiece
+token plus its ``##`` continuations; special tokens (and padding) are never masked.
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
 
     if name_or_path is None:
         path = str(minilm_dir())
-    elif Path(name_or_path).is_dir() and any((Path(name_or_path) / f).exists() for f in ("tokenizer.json", "vocab.txt")):
+    elif Path(name_or_path).is_dir() and any((Path(name_or_path) / f).exists()
+                                             for f in ("tokenizer.json", "vocab.txt")):
         path = str(name_or_path)  # a tokenizer directory of its own (e.g. a vocabulary trained for --init scratch)
     else:
         path = resolve_checkpoint(name_or_path)

@@ -32,7 +32,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +335,7 @@ def bottleneck_gap(arm_dir: Path, generator: str, batches: int = 8, batch_size: 
     from simlm_ir.modeling.generators import MaskFiller, MLMGenerator
     from simlm_ir.modeling.masking import WholeWordMasker
     from simlm_ir.modeling.rlm import SimLMForPretraining
-    from simlm_ir.train.pretrain import collate, tokenize_passages
+    from simlm_ir.train.data import collate, tokenize_passages
 
     model = SimLMForPretraining.from_pretrained(arm_dir)
     tok, cfg = model.tokenizer, model.config
@@ -456,7 +456,8 @@ def report_rows(result: dict) -> tuple[list[str], list[list[str]]]:
               "zero-shot test nDCG@10"]
     for f in fracs:
         pct = f"{int(f * 100)}%"
-        header += [f"{pct}: dev nDCG@10", f"{pct}: test nDCG@10", f"{pct}: test RR@10", f"{pct}: p vs RLM (test nDCG@10)"]
+        header += [f"{pct}: dev nDCG@10", f"{pct}: test nDCG@10", f"{pct}: test RR@10",
+                   f"{pct}: p vs RLM (test nDCG@10)"]
     ref = next((r for r in result["rows"] if r["arm"] == "rlm"), None)
     body = []
     for r in result["rows"]:
@@ -500,7 +501,7 @@ def write_report(result: dict, runs_dir: Path) -> Path:
     gen = {"base": "the frozen base", "mlm-warmup": f"a small generator trained first with MLM "
            f"({p.get('generator_warmup_steps')} steps, counted in the RLM arm's wall time)",
            "unigram": "unigram sampling (ablation)"}[p.get("rlm_generator", "base")]
-    md = [f"# Pre-training ablation (debian-known-item; a known-item task, not BEIR)", "",
+    md = ["# Pre-training ablation (debian-known-item; a known-item task, not BEIR)", "",
           f"{model} RLM replacements are sampled from {gen}. Each arm "
           f"continues from it for {p['arm_steps']:,} steps x {p['batch_size']} passages (same data order), then "
           f"fine-tuning with BM25 negatives (contrastive, tau 0.02, {p['ft_batch']} queries x {p['ft_group']} "

@@ -30,7 +30,14 @@ from simlm_ir.errors import SimLMIRError
 from simlm_ir.modeling.checkpoints import quiet_transformers, resolve_checkpoint
 from simlm_ir.modeling.generators import MaskFiller, MLMGenerator, UnigramGenerator
 from simlm_ir.modeling.masking import WholeWordMasker
-from simlm_ir.modeling.rlm import OBJECTIVES, SimLMConfig, SimLMForPretraining, check_bert_encoder, load_encoder, load_tokenizer
+from simlm_ir.modeling.rlm import (
+    OBJECTIVES,
+    SimLMConfig,
+    SimLMForPretraining,
+    check_bert_encoder,
+    load_encoder,
+    load_tokenizer,
+)
 from simlm_ir.train.data import DataOrder, TokenizedCorpus, collate, derive_seed, tokenize_corpus
 from simlm_ir.train.distributed import barrier, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, StepOutput, latest_checkpoint, linear_warmup_decay, run_loop
