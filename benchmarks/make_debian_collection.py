@@ -26,35 +26,15 @@ import json
 import sys
 from pathlib import Path
 
+from simlm_ir.data.debian import parse_translation
+
 OUT = Path(__file__).resolve().parent.parent / "simlm_ir" / "resources" / "collections" / "debian-known-item"
 
 
-def parse_translation(path: Path):
+def parse_translation_file(path: Path):
     """Yield (package, synopsis, long description) from a deb822 Translation-en file."""
-    pkg, desc = None, None
-    lines: list[str] = []
-
-    def flush():
-        if pkg and desc is not None:
-            body = []
-            for ln in lines:
-                ln = ln[1:] if ln.startswith(" ") else ln
-                body.append("" if ln.strip() == "." else ln)
-            yield pkg, desc.strip(), "\n".join(body).strip()
-
     with open(path, encoding="utf-8") as fh:
-        for raw in fh:
-            line = raw.rstrip("\n")
-            if not line:
-                yield from flush()
-                pkg, desc, lines = None, None, []
-            elif line.startswith("Package: "):
-                pkg = line[len("Package: "):].strip()
-            elif line.startswith("Description-en: "):
-                desc = line[len("Description-en: "):]
-            elif line.startswith(" ") and desc is not None:
-                lines.append(line)
-    yield from flush()
+        yield from parse_translation(fh)
 
 
 def h(s: str) -> int:
@@ -62,7 +42,7 @@ def h(s: str) -> int:
 
 
 def build(src: Path, out: Path, sample: int = 12) -> dict:
-    records = sorted((p, s, d) for p, s, d in parse_translation(src) if d and s)
+    records = sorted((p, s, d) for p, s, d in parse_translation_file(src) if d and s)
     doc_of_text: dict[str, str] = {}
     doc_of_pkg: dict[str, str] = {}
     for pkg, _, text in records:

@@ -44,27 +44,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from simlm_ir.data.debian import parse_translation
 from simlm_ir.util.io import atomic_write
 
 MIN_WORDS = 8
 _CODE_LIKE = re.compile(r">>>|---|===|\.\. |::$|^\s*(Parameters|Returns|Raises|Examples?|See Also|Notes)\b")
-
-
-def parse_translation_text(text: str):
-    """Yield (package, long description) from a deb822 ``Translation-en`` file's text."""
-    pkg, desc, lines = None, None, []
-    for line in text.split("\n") + [""]:
-        if not line:
-            if pkg and desc is not None and lines:
-                body = [("" if ln.strip() == "." else ln[1:] if ln.startswith(" ") else ln) for ln in lines]
-                yield pkg, "\n".join(body).strip()
-            pkg, desc, lines = None, None, []
-        elif line.startswith("Package: "):
-            pkg = line[len("Package: "):].strip()
-        elif line.startswith("Description-en: "):
-            desc = line[len("Description-en: "):]
-        elif line.startswith(" ") and desc is not None:
-            lines.append(line)
 
 
 def read_lists(lists_dir: Path):
@@ -86,8 +70,9 @@ def read_lists(lists_dir: Path):
             raw = gzip.decompress(f.read_bytes())
         else:
             raw = f.read_bytes()
-        for pkg, text in parse_translation_text(raw.decode("utf-8", errors="replace")):
-            yield label, pkg, text
+        for pkg, _synopsis, text in parse_translation(raw.decode("utf-8", errors="replace").splitlines()):
+            if text:
+                yield label, pkg, text
 
 
 def docstring_passages(root: Path, prefix: str):
