@@ -79,8 +79,9 @@ def test_reranker_teacher_scores_and_distillation(tiny, tmp_path):
     from simlm_ir.train.teacher_scores import score_train_file
 
     rec = train_reranker(RerankConfig(train_file=str(tiny / "train.jsonl"), output=str(tmp_path / "rr"),
-                                      init=str(tiny / "bert"), corpus=str(tiny / "corpus.jsonl"), group_size=3,
-                                      batch_size=2, lr=1e-3, max_steps=4, warmup_steps=1, device="cpu"))
+                                      init=str(tiny / "bert"), corpus=str(tiny / "corpus.jsonl"), group_size=4,
+                                      rerank_forward_factor=2, batch_size=2, lr=1e-3, max_steps=4, warmup_steps=1,
+                                      device="cpu"))
     assert rec and rec[-1]["step"] == 4
     ce = CrossEncoder(str(tmp_path / "rr"), device="cpu")
     assert ce.score(["text editor"], ["-"], [DOCS["vim"]]).shape == (1,)

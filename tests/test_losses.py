@@ -68,3 +68,15 @@ def test_listwise_rerank_loss_targets_column_zero():
     good = torch.tensor([[5.0, 0.0, 0.0]])
     bad = torch.tensor([[0.0, 5.0, 0.0]])
     assert listwise_rerank_loss(good) < listwise_rerank_loss(bad)
+
+
+def test_rdrop_loss_is_the_symmetric_kl_by_hand():
+    from simlm_ir.modeling.losses import rdrop_loss
+
+    a = torch.tensor([[2.0, 0.0, -1.0]])
+    b = torch.tensor([[0.0, 1.0, 0.5]])
+    pa, pb = F.softmax(a, -1)[0], F.softmax(b, -1)[0]
+    kl_ab = sum(float(pa[i] * math.log(pa[i] / pb[i])) for i in range(3))
+    kl_ba = sum(float(pb[i] * math.log(pb[i] / pa[i])) for i in range(3))
+    assert rdrop_loss(a, b).item() == pytest.approx(0.5 * (kl_ab + kl_ba), rel=1e-5)
+    assert rdrop_loss(a, a.clone()).item() == 0.0

@@ -1,4 +1,5 @@
-"""Fine-tuning losses: SimLM's full contrastive loss and cross-encoder distillation (KL).
+"""Fine-tuning losses: SimLM's full contrastive loss, cross-encoder distillation (KL), and the
+re-ranker's listwise cross-entropy with R-Drop.
 
 Shapes: ``q`` is (B, d) query vectors; ``p`` is (B*G, d) passage vectors where query ``i``'s group
 is rows ``i*G .. i*G+G-1`` and row ``i*G`` is its positive. Vectors are L2-normalised, so dot
@@ -65,3 +66,12 @@ def distillation_loss(q: torch.Tensor, p: torch.Tensor, teacher: torch.Tensor, t
 def listwise_rerank_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of (B, G) cross-encoder logits with the positive in column 0."""
     return F.cross_entropy(logits.float(), torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
+
+
+def rdrop_loss(logits1: torch.Tensor, logits2: torch.Tensor) -> torch.Tensor:
+    """R-Drop (Liang et al. 2021) over (B, G) logits of two dropout passes of the same inputs:
+    the symmetric KL ``(KL(p1 || p2) + KL(p2 || p1)) / 2`` between the two group distributions, as
+    the authors' re-ranker adds it. Zero when the passes agree (no dropout)."""
+    lp1, lp2 = F.log_softmax(logits1.float(), dim=-1), F.log_softmax(logits2.float(), dim=-1)
+    return 0.5 * (F.kl_div(lp1, lp2, reduction="batchmean", log_target=True)
+                  + F.kl_div(lp2, lp1, reduction="batchmean", log_target=True))
