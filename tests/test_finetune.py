@@ -86,8 +86,150 @@ def test_reranker_teacher_scores_and_distillation(tiny, tmp_path):
     ce = CrossEncoder(str(tmp_path / "rr"), device="cpu")
     assert ce.score(["text editor"], ["-"], [DOCS["vim"]]).shape == (1,)
     n = score_train_file(ce, tiny / "train.jsonl", tmp_path / "teacher.jsonl", corpus=str(tiny / "corpus.jsonl"),
-                         negatives=2)
+                         negatives=2, random_negatives=1)
     examples = read_train_file(tmp_path / "teacher.jsonl")
-    assert n == 4 and all(len(ex.teacher_scores) == 3 for ex in examples)
+    assert n == 4 and all(len(ex.teacher_scores) == 4 for ex in examples)
     kd = finetune(_cfg(tiny, tmp_path / "kd", kd_teacher=str(tmp_path / "teacher.jsonl"), max_steps=2))
     assert len(kd) == 2 and all(r["loss"] > 0 for r in kd)
+
+
+def _kd_example(pool_size=10, unscored=("sqlite3",)):
+    pool = [d for d in tiny_data.DOCS if d != "apt"][:pool_size]
+    scores = {"apt": 5.0, **{d: float(i) for i, d in enumerate(pool)}}
+    return TrainExample("q1", "package manager", ["apt"], [*unscored, *pool], scores)
+
+
+def test_kd_groups_change_across_epochs_and_come_only_from_the_scored_pool():
+    from simlm_ir.train.data import kd_group
+
+    ex = _kd_example()
+    groups = [kd_group(ex, index=3, n_negatives=3, epoch=e, seed=42) for e in range(4)]
+    assert all(g[0] == "apt" for g in groups)
+    negs = [g[1:] for g in groups]
+    assert all(set(n) <= set(ex.teacher_scores) - {"apt"} for n in negs)  # sqlite3 has no score: never drawn
+    assert len({d for n in negs[:3] for d in n}) == 9  # epochs 0-2 take disjoint slices of the 10-item pool
+    assert negs[0] != negs[1]
+    assert kd_group(ex, 3, 3, 1, 42) == groups[1]  # a pure function of (example, epoch, seed)
+    assert kd_group(ex, 3, 3, 0, 43) != groups[0] or kd_group(ex, 4, 3, 0, 42) != groups[0]
+    # a pool smaller than the group repeats scored items rather than taking unscored ones
+    small = kd_group(_kd_example(pool_size=2), 0, 5, 0, 42)
+    assert len(small) == 6 and set(small[1:]) <= set(_kd_example(pool_size=2).teacher_scores)
+
+
+def test_data_order_reports_the_epoch_each_example_is_read_in():
+    from simlm_ir.train.data import DataOrder
+
+    order = DataOrder(n=4, seed=1, batch_size=3)
+    picks = [order.indices_with_epochs(s) for s in range(3)]  # 9 reads of 4 examples
+    assert [e for step in picks for _, e in step] == [0, 0, 0, 0, 1, 1, 1, 1, 2]
+    assert sorted(i for step in picks for i, e in step if e == 1) == [0, 1, 2, 3]
+
+
+def test_teacher_matrix_reads_scores_in_group_order_and_refuses_unscored():
+    from simlm_ir.errors import SimLMIRError
+    from simlm_ir.train.data import teacher_matrix
+
+    ex = _kd_example()
+    assert teacher_matrix([ex], [["apt", "vim", "dpkg"]]) == [[5.0, 1.0, 0.0]]
+    with pytest.raises(SimLMIRError, match="no teacher score"):
+        teacher_matrix([ex], [["apt", "sqlite3"]])
+
+
+def _teacher_file(tiny, path, permute=False):
+    """The tiny training file with made-up teacher scores over each query's positive + 5 negatives;
+    ``permute`` reverses which document gets which score within each query."""
+    examples = read_train_file(tiny / "train.jsonl")
+    for k, ex in enumerate(examples):
+        ex.negatives = ex.negatives[:5]
+        docs = ex.positives + ex.negatives
+        values = [float(3 * k + i * 1.7 % 5) for i in range(len(docs))]
+        ex.teacher_scores = dict(zip(docs, values[::-1] if permute else values))
+    write_train_file(examples, path)
+    return path
+
+
+@pytest.mark.slow
+def test_permuted_teacher_scores_change_the_kd_loss(tiny, tmp_path):
+    from simlm_ir.train.finetune import finetune
+
+    losses = []
+    for permute in (False, True):
+        f = _teacher_file(tiny, tmp_path / f"t{permute}.jsonl", permute)
+        rec = finetune(_cfg(tiny, tmp_path / f"kd{permute}", kd_teacher=str(f), group_size=4,
+                            max_steps=1, save_steps=0))
+        losses.append(rec[0]["loss"])
+    again = finetune(_cfg(tiny, tmp_path / "kd-again", kd_teacher=str(tmp_path / "tFalse.jsonl"),
+                          group_size=4, max_steps=1, save_steps=0))
+    assert again[0]["loss"] == losses[0]  # same scores, same loss: the difference is the permutation's
+    assert losses[0] != pytest.approx(losses[1], rel=1e-4)
+
+
+def test_stage_defaults_follow_the_authors():
+    from simlm_ir.train.finetune import FinetuneConfig
+
+    c = FinetuneConfig(train_file="t", output="o")
+    k = FinetuneConfig(output="o", kd_teacher="t.jsonl")
+    assert (c.group_size, c.lr, c.epochs, c.weight_decay) == (16, 2e-5, 3.0, 0.0)
+    assert (k.group_size, k.lr, k.epochs, k.weight_decay) == (24, 3e-5, 6.0, 0.0)
+    assert FinetuneConfig(output="o", kd_teacher="t.jsonl", group_size=6).group_size == 6
+    from simlm_ir.util.cli import parse_config
+
+    cli = parse_config(FinetuneConfig, ["--kd-teacher", "t.jsonl", "--output", "o"], prog="finetune")
+    assert (cli.group_size, cli.lr, cli.epochs) == (24, 3e-5, 6.0)
+    cli = parse_config(FinetuneConfig, ["--train-file", "t.jsonl", "--output", "o", "--group-size", "8"],
+                       prog="finetune")
+    assert (cli.group_size, cli.lr, cli.epochs) == (8, 2e-5, 3.0)
+
+
+def _dev_files(tmp_path):
+    topics, qrels = tmp_path / "dev.tsv", tmp_path / "dev.qrels"
+    topics.write_text("".join(f"{q}\t{QUERIES[q]}\n" for q in QUERIES))
+    qrels.write_text("".join(f"{q} 0 {d} 1\n" for q in QRELS for d in QRELS[q]))
+    return dict(eval_topics=str(topics), eval_qrels=str(qrels))
+
+
+@pytest.mark.slow
+def test_kd_keeps_the_best_dev_checkpoint(tiny, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from simlm_ir.train import dev_eval
+    from simlm_ir.train.finetune import finetune
+
+    scripted = iter([0.2, 0.9, 0.1])  # best at the 2nd evaluation (step 4), not the last
+    monkeypatch.setattr(dev_eval.DevEvaluator, "__call__", lambda self, enc: next(scripted))
+    f = _teacher_file(tiny, tmp_path / "t.jsonl")
+    out = tmp_path / "kd"
+    finetune(_cfg(tiny, out, kd_teacher=str(f), group_size=4, max_steps=6, save_steps=2,
+                  **_dev_files(tmp_path)))
+    log = [json.loads(x) for x in (out / "eval_log.jsonl").read_text().splitlines()]
+    assert log == [{"step": 2, "RR@10": 0.2}, {"step": 4, "RR@10": 0.9}, {"step": 6, "RR@10": 0.1}]
+    assert json.loads((out / "best_eval.json").read_text())["step"] == 4
+    final, step4 = load_file(str(out / "model.safetensors")), load_file(str(out / "checkpoint-4" / "model.safetensors"))
+    assert all(torch.equal(final[k], step4[k]) for k in step4)
+    step2 = load_file(str(out / "checkpoint-2" / "model.safetensors"))
+    assert not all(torch.equal(final[k], step2[k]) for k in step2)  # the weights do move between saves
+
+
+@pytest.mark.slow
+def test_kd_with_dev_eval_resumes_bit_identically(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    from simlm_ir.encode.encoder import SimLMEncoder
+    from simlm_ir.train.dev_eval import DevEvaluator
+    from simlm_ir.train.finetune import finetune
+
+    f = _teacher_file(tiny, tmp_path / "t.jsonl")
+    kw = dict(kd_teacher=str(f), group_size=4, max_steps=6, save_steps=3, **_dev_files(tmp_path))
+    full = finetune(_cfg(tiny, tmp_path / "full", **kw))  # 4 queries, batch 2: 3 epochs, new groups each
+    finetune(_cfg(tiny, tmp_path / "part", **kw))
+    resumed = finetune(_cfg(tiny, tmp_path / "part", resume=True, **kw))
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full[3:]]
+    logs = [(tmp_path / d / "eval_log.jsonl").read_text() for d in ("full", "part")]
+    assert logs[0] == logs[1] and len(logs[0].splitlines()) == 2  # steps 3 and 6
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in ("full", "part"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the logged best is what the saved model scores on the dev queries
+    best = json.loads((tmp_path / "full" / "best_eval.json").read_text())
+    evaluator = DevEvaluator(QUERIES, QRELS, {d: ("-", t) for d, t in DOCS.items()})
+    assert evaluator(SimLMEncoder(str(tmp_path / "full"), device="cpu")) == pytest.approx(best["RR@10"], abs=1e-9)

@@ -6,7 +6,10 @@ A training file is JSONL, one query per line (as Tevatron's)::
      "teacher_scores": {"d1": 7.1, "d7": 1.2, ...}}      # teacher_scores only for distillation
 
 Negatives are ranked (best first) and never contain a positive. Groups for a training step are
-1 positive followed by ``n`` negatives sampled from the top of that list.
+1 positive followed by ``n`` negatives sampled from the top of that list. In a distillation file
+(written by ``python -m simlm_ir.train.teacher_scores``) the negatives are the teacher-scored pool,
+and each epoch takes the next ``n`` of a shuffled copy of it (:func:`kd_group`), as the authors' code
+cycles through its pool: every epoch sees new negatives, all of them scored.
 
 Pre-training reads the whole corpus tokenized once into compact arrays (:class:`TokenizedCorpus`).
 
@@ -28,7 +31,7 @@ import torch
 
 from simlm_ir.data.datasets import iter_passages
 from simlm_ir.data.trec import Run, ranked
-from simlm_ir.errors import InputFormatError
+from simlm_ir.errors import InputFormatError, SimLMIRError
 from simlm_ir.util.io import atomic_write
 
 
@@ -122,6 +125,46 @@ def sample_group(ex: TrainExample, n_negatives: int, rng: random.Random, all_doc
     return [pos, *negs]
 
 
+def kd_pool(ex: TrainExample) -> list[str]:
+    """The negatives of a distillation example the teacher has scored, in file order."""
+    return [d for d in ex.negatives if d in ex.teacher_scores]
+
+
+def kd_group(ex: TrainExample, index: int, n_negatives: int, epoch: int, seed: int) -> list[str]:
+    """Distillation group of example ``index`` in ``epoch``: 1 positive + ``n_negatives`` scored ones.
+
+    The scored pool is shuffled once per (seed, example); epoch ``e`` reads its next ``n_negatives``
+    items, wrapping around (the authors' ``offset * negative_size`` slicing), so successive epochs
+    see disjoint negatives until the pool is used up, and a pool smaller than the group repeats
+    items rather than bringing in documents the teacher never scored. Positives rotate the same way.
+    Pure function of its arguments: a resumed run draws the same groups.
+    """
+    pool = kd_pool(ex)
+    if not pool:
+        raise SimLMIRError(f"query {ex.query_id!r} has no teacher-scored negative; rerun "
+                           "python -m simlm_ir.train.teacher_scores with --negatives/--random-negatives > 0")
+    order = np.random.default_rng(derive_seed(seed, 4, index)).permutation(len(pool))
+    start = epoch * n_negatives
+    negs = [pool[order[(start + i) % len(pool)]] for i in range(n_negatives)]
+    positives = [d for d in ex.positives if d in ex.teacher_scores] or ex.positives
+    return [positives[epoch % len(positives)], *negs]
+
+
+def teacher_matrix(examples: Sequence[TrainExample], groups: Sequence[Sequence[str]]) -> list[list[float]]:
+    """The teacher's raw logits for each group, in group order (what the KD loss compares against).
+
+    Every document of a group must carry a teacher score: :func:`kd_group` draws only scored ones,
+    and an unscored document here is a bug, not a value to guess.
+    """
+    out = []
+    for ex, group in zip(examples, groups):
+        missing = [d for d in group if d not in ex.teacher_scores]
+        if missing:
+            raise SimLMIRError(f"query {ex.query_id!r}: no teacher score for {missing[:3]}")
+        out.append([ex.teacher_scores[d] for d in group])
+    return out
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from (seed, purpose, step, ...): independent streams with no shared state."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
@@ -144,8 +187,13 @@ class DataOrder:
         return self._perms[epoch]
 
     def indices(self, micro_batch: int) -> list[int]:
+        return [i for i, _ in self.indices_with_epochs(micro_batch)]
+
+    def indices_with_epochs(self, micro_batch: int) -> list[tuple[int, int]]:
+        """(example index, epoch it is read in) for this micro-batch: the epoch picks KD negatives."""
         start = (micro_batch * self.world + self.rank) * self.batch_size
-        return [int(self._perm(g // self.n)[g % self.n]) for g in range(start, start + self.batch_size)]
+        return [(int(self._perm(g // self.n)[g % self.n]), g // self.n)
+                for g in range(start, start + self.batch_size)]
 
 
 # -- pre-training: the tokenized corpus ------------------------------------------------------------

@@ -127,12 +127,18 @@ def latest_checkpoint(output) -> Path | None:
 
 
 def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor | StepOutput], settings: LoopSettings,
-             save_model: Callable[[Path], None], load_model: Callable[[Path], None] | None = None) -> LoopResult:
+             save_model: Callable[[Path], None], load_model: Callable[[Path], None] | None = None,
+             evaluate: Callable[[int], None] | None = None) -> LoopResult:
     """Train ``model`` for ``settings.total_steps`` optimizer steps (from the newest checkpoint when
     ``settings.resume``; ``load_model`` reads its weights, None when the caller already did).
 
     ``step_fn(step)`` (0-based) returns the loss tensor to back-propagate, or a :class:`StepOutput`
     with ``gradient_sync="step"``. Returns this call's log records and per-step losses.
+
+    ``evaluate(step)``, when given, runs on every rank after each checkpoint is written, after the
+    last step, and right after a resume (for a checkpoint whose evaluation the interruption cut
+    off; the callback skips steps it has already logged). It runs after the checkpoint's RNG state
+    is saved, and supervised steps re-seed from (seed, step), so it cannot change training.
     """
     if settings.gradient_sync not in GRADIENT_SYNC:
         raise ValueError(f"gradient_sync must be one of {GRADIENT_SYNC}, not {settings.gradient_sync!r}")
@@ -156,6 +162,8 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor | Ste
         _truncate_log(log_file, start)
     if settings.gradient_sync != "step":
         broadcast_parameters(model)
+    if evaluate is not None and start > 0:
+        evaluate(start)
     model.train()
     trained = [p for p in model.parameters() if p.requires_grad]
     result = LoopResult([], {}, start)
@@ -204,6 +212,11 @@ def run_loop(model: torch.nn.Module, step_fn: Callable[[int], torch.Tensor | Ste
             if is_main:
                 _save_checkpoint(out, done, save_model, optimizer, scheduler, settings.keep_checkpoints)
             barrier()
+            if evaluate is not None:
+                evaluate(done)
+                model.train()
+    if evaluate is not None and start < settings.total_steps:
+        evaluate(settings.total_steps)
     bar.close()
     if settings.checkpoint_at_end:
         if is_main:
