@@ -98,6 +98,7 @@ class Preset:
     ft_steps: int = 200  # on 100% of the training queries (~1.6 epochs; ~1.2 s a step on one CPU core)
     ft_steps_few: int = 80  # on 10% of them (~6 epochs)
     ft_lr: float = 2e-4
+    ft_weight_decay: float = 0.01  # what the committed CPU table was fine-tuned with (then the loop's default)
     bf16: bool = False
     corpus_limit: int = 0  # 0: the whole pre-training corpus
     arms: tuple[str, ...] = ("random", "base", "mlm", "enc-dec-mlm", "rlm")
@@ -281,6 +282,7 @@ def finetune_stage(out: Path, init: Path, train_file: Path, preset: Preset, step
                          group_size=preset.ft_group, batch_size=preset.ft_batch, lr=preset.ft_lr, max_steps=steps,
                          warmup_steps=max(1, steps // 10), passage_max_length=preset.max_length, seed=seed,
                          save_steps=max(1, steps // 4), log_every=max(1, min(10, steps // 4)),
+                         weight_decay=preset.ft_weight_decay,
                          resume=(out / "finetune_config.json").exists(), progress=progress)
     t0 = time.perf_counter()
     records = finetune(cfg)
@@ -421,7 +423,8 @@ def run_ablation(preset: Preset, corpus: Path, work: Path, runs_dir: Path, progr
             row["finetuned"][frac] = per_seed
         rows.append(row)
     result = {"preset": asdict(preset), "base": {k: v for k, v in base.items() if k != "log"}, "rows": rows,
-              "logs": {"base": base.get("log"), **{k: (c or {}).get("log") for k, (_, c) in encoders.items()}}}
+              "logs": {**{k: c["log"] for k, (_, c) in encoders.items() if c and c.get("log")},
+                       "base (MLM from scratch)": base.get("log")}}
     write_report(result, runs_dir)
     return result
 
