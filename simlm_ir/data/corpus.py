@@ -1,8 +1,9 @@
 """Passage corpora in Pyserini JSONL files/directories: reading (validated), writing, fingerprinting.
 
 Every corpus becomes a stream of :class:`Passage` (id, title, text). JSONL lines may be Pyserini's
-``{"id", "contents"}`` or BEIR-style ``{"id"|"_id", "title", "text"}``. Problems are reported as one
-:class:`~simlm_ir.errors.InputFormatError` naming the file and line.
+``{"id", "contents"}`` or BEIR-style ``{"id"|"_id", "title", "text"}``; files may be gzipped
+(``*.jsonl.gz``). Problems are reported as one :class:`~simlm_ir.errors.InputFormatError` naming the
+file and line.
 """
 
 from __future__ import annotations
@@ -54,11 +55,28 @@ def parse_jsonl_line(line: str, path, lineno: int) -> Passage:
     return Passage(str(doc_id), str(title), text)
 
 
+JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+BEIR_CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
+
+
+def beir_corpus_file(directory) -> Path | None:
+    """The corpus file of a directory in BEIR's unzipped layout (``corpus.jsonl`` beside
+    ``queries.jsonl``), else None."""
+    d = Path(directory)
+    if not d.is_dir() or not any((d / q).is_file() for q in ("queries.jsonl", "queries.jsonl.gz")):
+        return None
+    return next((d / c for c in BEIR_CORPUS_NAMES if (d / c).is_file()), None)
+
+
 def jsonl_files(path) -> list[Path]:
-    """The JSONL files of a corpus given as one file or a directory of them (sorted)."""
+    """The JSONL files of a corpus given as one file or a directory of them (sorted); a directory in
+    BEIR's layout means its ``corpus.jsonl`` alone (not its queries)."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith((".jsonl", ".json", ".jsonl.gz")))
+        beir = beir_corpus_file(p)
+        if beir is not None:
+            return [beir]
+        files = sorted(f for f in p.iterdir() if f.name.endswith(JSONL_SUFFIXES) and f.is_file())
         if not files:
             raise InputFormatError(p, None, "directory holds no .jsonl or .jsonl.gz files")
         return files
@@ -143,6 +161,18 @@ def _passage_at(files: list[Path], ordinal: int) -> tuple[Path, int, str]:
     raise IndexError(ordinal)
 
 
+def _lines(fh, path):
+    """Lines of an open text file; a file that is not UTF-8 (or a broken gzip) is an error naming it."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(fh, 1):
+            yield line
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(path, lineno + 1, f"not UTF-8 text ({exc.reason})") from None
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise InputFormatError(path, None, f"cannot be read as gzip ({exc})") from None
+
+
 def read_jsonl_corpus(path, check_duplicates: bool = True) -> Iterator[Passage]:
     """Stream passages from a JSONL file or directory; duplicate ids are an error.
 
@@ -169,7 +199,7 @@ def read_jsonl_corpus(path, check_duplicates: bool = True) -> Iterator[Passage]:
 
     for f in files:
         with open_text(f) as fh:
-            for lineno, line in enumerate(fh, 1):
+            for lineno, line in enumerate(_lines(fh, f), 1):
                 if not line.strip():
                     continue
                 passage = parse_jsonl_line(line, f, lineno)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Iterator
 
 from simlm_ir.data import embedded
-from simlm_ir.data.corpus import NO_TITLE, Passage, read_jsonl_corpus
+from simlm_ir.data.corpus import NO_TITLE, Passage, beir_corpus_file, read_jsonl_corpus
 from simlm_ir.data.embedded import irds_home
-from simlm_ir.data.trec import check_qrels_queries, read_topics_tsv, read_trec_qrels
+from simlm_ir.data.trec import check_qrels_queries, read_qrels, read_topics
 from simlm_ir.errors import DatasetNotAvailableError, InputFormatError
 
 
@@ -147,22 +147,30 @@ class Collection:
         return self.dataset_id
 
 
-def load_collection(dataset_id: str) -> Collection:
-    return Collection(dataset_id)
+def load_collection(dataset, split: str | None = None):
+    """A collection from what a user names: an ir_datasets id, a directory in BEIR's unzipped layout
+    (``split``, default ``test``, picks ``qrels/<split>.tsv``), or a collection object (returned as is)."""
+    if not isinstance(dataset, (str, os.PathLike)):
+        return dataset
+    if Path(dataset).is_dir():
+        return beir_directory(dataset, split or "test")
+    return Collection(str(dataset))
 
 
 @dataclass
 class LocalCollection:
-    """A collection from files in the field's formats: JSONL corpus, TSV topics, TREC qrels."""
+    """A collection from files in the field's formats: a JSONL corpus (optionally gzipped), topics
+    (TSV or BEIR JSONL) and qrels (TREC or BEIR TSV)."""
 
     corpus: str
     topics: str
     qrels_file: str
     name: str = ""
+    judged_only: bool = False  # search only judged topics (BEIR's queries.jsonl holds every split's)
 
     @property
     def dataset_id(self) -> str:
-        return self.name or Path(self.topics).stem
+        return self.name or Path(self.topics).name.split(".")[0]
 
     @property
     def corpus_source(self) -> str:
@@ -172,19 +180,100 @@ class LocalCollection:
         return read_jsonl_corpus(self.corpus)
 
     def docs_count(self) -> int | None:
-        return None
+        from simlm_ir.data.corpus import count_jsonl_passages
+
+        return count_jsonl_passages(self.corpus)
+
+    @cached_property
+    def _topics(self) -> dict[str, str]:
+        return read_topics(self.topics)
 
     @cached_property
     def queries(self) -> dict[str, str]:
-        return read_topics_tsv(self.topics)
+        if not self.judged_only:
+            return self._topics
+        return {q: t for q, t in self._topics.items() if q in self.qrels}
 
     @cached_property
     def qrels(self) -> dict[str, dict[str, int]]:
-        return check_qrels_queries(read_trec_qrels(self.qrels_file), self.queries, str(self.qrels_file))
+        return check_qrels_queries(read_qrels(self.qrels_file), self._topics, str(self.qrels_file))
 
     @property
     def slug(self) -> str:
         return self.dataset_id.replace("/", "-")
+
+    def check_judged_documents(self) -> None:
+        """Fail when no judged document is in the corpus (the qrels belong to another corpus, or ids
+        differ in form), and warn with a count when some are missing (trec_eval scores them as unfound)."""
+        import warnings
+
+        all_judged = {d for docs in self.qrels.values() for d in docs}
+        judged = set(all_judged)
+        for p in read_jsonl_corpus(self.corpus, check_duplicates=False):
+            judged.discard(p.id)
+        total = sum(len(docs) for docs in self.qrels.values())
+        if judged and len(judged) == len(all_judged):
+            raise InputFormatError(self.qrels_file, None, f"none of the {len(judged)} judged documents is in the "
+                                   f"corpus {self.corpus} (e.g. {sorted(judged)[:3]}); are these the qrels of this "
+                                   "corpus?")
+        if judged:
+            warnings.warn(f"{self.qrels_file}: {len(judged)} judged documents are not in {self.corpus} "
+                          f"(e.g. {sorted(judged)[:3]}; {total} judgements in all)", stacklevel=2)
+
+
+@dataclass
+class WithCorpus:
+    """A collection's queries and qrels over another file of its passages, with the same ids (e.g. MS
+    MARCO with the RocketQA titles the published SimLM checkpoints were trained and evaluated with)."""
+
+    base: object
+    corpus: str
+    label: str = "titled"
+
+    @property
+    def dataset_id(self) -> str:
+        return self.base.dataset_id
+
+    @property
+    def slug(self) -> str:
+        return f"{self.base.slug}-{self.label}"
+
+    @property
+    def corpus_source(self) -> str:
+        return self.corpus
+
+    def passages(self) -> Iterator[Passage]:
+        return read_jsonl_corpus(self.corpus)
+
+    def docs_count(self) -> int | None:
+        from simlm_ir.data.corpus import count_jsonl_passages
+
+        return count_jsonl_passages(self.corpus)
+
+    @property
+    def queries(self) -> dict[str, str]:
+        return self.base.queries
+
+    @property
+    def qrels(self) -> dict[str, dict[str, int]]:
+        return self.base.qrels
+
+
+def beir_directory(path, split: str = "test", name: str = "") -> LocalCollection:
+    """A directory in BEIR's unzipped layout: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
+    d = Path(path)
+    corpus = beir_corpus_file(d)
+    topics = next((d / q for q in ("queries.jsonl", "queries.jsonl.gz") if (d / q).is_file()), None)
+    if corpus is None or topics is None:
+        raise InputFormatError(d, None, "not a BEIR directory: expected corpus.jsonl, queries.jsonl and "
+                                        "qrels/<split>.tsv")
+    qrels = d / "qrels" / f"{split}.tsv"
+    if not qrels.is_file():
+        have = sorted(f.stem for f in (d / "qrels").glob("*.tsv")) if (d / "qrels").is_dir() else []
+        raise InputFormatError(qrels, None, f"missing: this BEIR directory has no {split!r} split"
+                                            + (f" (it has {', '.join(have)})" if have else ""))
+    return LocalCollection(str(corpus), str(topics), str(qrels), name or f"{d.resolve().name}/{split}",
+                           judged_only=True)
 
 
 def iter_passages(corpus: str | os.PathLike, check_duplicates: bool = True) -> Iterator[Passage]:
