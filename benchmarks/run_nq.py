@@ -19,7 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from simlm_ir.bench.lineup import AUTO, BASELINE_CHOICES, add_arguments, add_run_arguments, extend_systems
+from simlm_ir.bench.lineup import (
+    AUTO,
+    BASELINE_CHOICES,
+    add_arguments,
+    add_run_arguments,
+    extend_systems,
+    tune_spec,
+)
 from simlm_ir.bench.runner import run_qa_benchmark
 from simlm_ir.bench.systems import SYSTEM_CHOICES, build_systems
 from simlm_ir.data.embedded import irds_home
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
         questions, answers = load_questions(args.topics)
         collection = QACollection(args.corpus, questions, answers, args.name)
         systems = build_systems(args.systems, None, None, args.k1, args.b, args.threads, simlm=args.simlm)
-        tune_on = NQ_DEV if args.tune_on == AUTO else args.tune_on
+        tune_on = NQ_DEV if tune_spec(args.tune_on) == AUTO else tune_spec(args.tune_on)
         extend_systems(systems, args.systems, args.name, args.colbert, args.alpha, tune_on,
                        f"Success@{min(args.topk)}", args.alpha_grid, args.fusion_depth)
         published = NQ_TEST if args.name == "nq-test" and set(args.topk) <= {20, 100} else ()

@@ -116,7 +116,7 @@ def test_fusion_system_caches_components_and_sums_cost(tmp_path, monkeypatch):
     a, b = FakeSystem("dense", runs_a, 100, 2.0), FakeSystem("BM25", runs_b, 50, 1.0)
     import simlm_ir.data.datasets
 
-    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: {"toy/dev": dev, "toy/test": test}[i])
     hybrid = FusionSystem(a, b, tune_on="toy/dev", grid=[0.0, 2.0], depth=10)
     rrf_sys = FusionSystem(hybrid.primary, hybrid.secondary, method="rrf", depth=10)
     info = hybrid.prepare(test, tmp_path)
@@ -141,9 +141,9 @@ def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
         FusionSystem(a, b).prepare(test, tmp_path)
     import simlm_ir.data.datasets
 
-    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: FakeCollection(i, {"t1": "x"}, {}))
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: FakeCollection(i, {"t1": "x"}, {}))
     with pytest.raises(SimLMIRError, match="shares 1 queries"):
         FusionSystem(a, b, tune_on="toy/dev").prepare(test, tmp_path)
     # the same id for a different question (NQ's files number questions from 0) is not shared
-    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: FakeCollection(i, {"t1": "other"}, {}))
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: FakeCollection(i, {"t1": "other"}, {}))
     FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)

@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
+from simlm_ir.errors import SimLMIRError
 from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
 
 BASELINE_CHOICES = ("colbert", "hybrid", "rrf")
@@ -38,6 +39,17 @@ def default_tune_split(dataset_id: str) -> str | None:
     return None
 
 
+def tune_spec(value):
+    """``--tune-on`` as given (one value or a list of them) -> AUTO, None, a dataset id, a collection
+    object, or a list [TOPICS, QRELS] (resolved against the evaluated corpus by the benchmark job)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) == 1:
+            return value[0]
+        if len(value) != 2:
+            raise SimLMIRError(f"--tune-on takes a dataset id, a BEIR directory, or TOPICS QRELS; got {list(value)}")
+    return value
+
+
 def add_run_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags every benchmark script shares: BM25 parameters, threads and output/cache dirs."""
     ap.add_argument("--k1", type=float, default=0.9, help="BM25 k1")
@@ -54,8 +66,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     g.add_argument("--alpha", type=float, default=None,
                    help="fixed hybrid weight of BM25 (SimLM + alpha x BM25, normalised); default: tuned")
-    g.add_argument("--tune-on", default=AUTO, metavar="DATASET",
-                   help="held-out split to tune alpha on (default: the collection's dev split)")
+    g.add_argument("--tune-on", nargs="+", default=AUTO, metavar="DATASET | TOPICS QRELS",
+                   help="held-out queries to tune alpha on: an ir_datasets id, a BEIR directory (its qrels/dev.tsv), "
+                        "or your dev topics and qrels files over the same corpus (default: the collection's dev "
+                        "split when it has one)")
     g.add_argument("--alpha-grid", type=float, nargs="+", default=list(DEFAULT_ALPHA_GRID))
     g.add_argument("--fusion-depth", type=int, default=1000, help="documents per component run (Pyserini's k0)")
 
@@ -82,9 +96,14 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
         systems[index[name]] = cached(systems[index[name]])
     dense, sparse = systems[index["SimLM"]], systems[index["BM25"]]
     if "hybrid" in wanted:
-        split = default_tune_split(dataset_id) if tune_on == AUTO else tune_on
+        split = tune_spec(tune_on)
+        split = default_tune_split(dataset_id) if split == AUTO else split
+        if isinstance(split, (list, tuple)):
+            raise SimLMIRError("--tune-on TOPICS QRELS is for file collections (benchmarks/run_beir.py --corpus or a "
+                               "BEIR directory); give a dataset id here")
         if alpha is None and split is None:
-            say(f"skipping hybrid: no held-out split known for {dataset_id}; pass --alpha or --tune-on DATASET")
+            say(f"skipping hybrid: no held-out split known for {dataset_id}; "
+                "pass --alpha or --tune-on (a dataset, or dev TOPICS QRELS)")
         else:
             systems.append(FusionSystem(dense, sparse, "interpolation", alpha=alpha, tune_on=split, grid=grid,
                                         measure=measure, depth=depth))

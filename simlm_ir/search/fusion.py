@@ -190,12 +190,13 @@ class FusionSystem:
     """
 
     def __init__(self, primary, secondary, method: str = "interpolation", alpha: float | None = None,
-                 tune_on: str | None = None, grid: Sequence[float] = DEFAULT_ALPHA_GRID, measure: str = "RR@10",
+                 tune_on=None, grid: Sequence[float] = DEFAULT_ALPHA_GRID, measure: str = "RR@10",
                  normalization: bool = True, depth: int = 1000, rrf_k: int = RRF_K, name: str | None = None,
                  note: str = ""):
         if method not in METHODS:
             raise ValueError(f"fusion method must be one of {METHODS}, not {method!r}")
         self.primary, self.secondary = cached(primary), cached(secondary)
+        # tune_on: an ir_datasets id, a BEIR directory, or a collection object (e.g. user dev files)
         self.method, self.alpha, self.tune_on, self.grid, self.measure = method, alpha, tune_on, tuple(grid), measure
         self.normalization, self.depth, self.rrf_k = normalization, depth, rrf_k
         label = "RRF" if method == "rrf" else "hybrid"
@@ -208,13 +209,18 @@ class FusionSystem:
         if self.method == "rrf":
             base = f"RRF k={self.rrf_k}"
         elif self.alpha is None:
-            base = f"alpha tuned on {self.tune_on}"
+            base = f"alpha tuned on {self._tune_label}"
         elif self.sweep:
             best = self.sweep[self.alpha]
-            base = f"alpha={self.alpha:g} on {self.secondary.name}, tuned on {self.tune_on} ({self.measure} {best:.4f})"
+            base = (f"alpha={self.alpha:g} on {self.secondary.name}, tuned on {self._tune_label} "
+                    f"({self.measure} {best:.4f})")
         else:
             base = f"alpha={self.alpha:g} on {self.secondary.name}"
         return f"{base}; {self._user_note}" if self._user_note else base
+
+    @property
+    def _tune_label(self) -> str:
+        return str(getattr(self.tune_on, "dataset_id", self.tune_on))
 
     def tune(self, collection, work_dir: Path) -> float:
         """Pick alpha on ``self.tune_on`` (must share no query with ``collection``)."""
@@ -222,19 +228,23 @@ class FusionSystem:
 
         if self.tune_on is None:
             raise SimLMIRError(f"{self.name}: give a fixed alpha or a held-out split to tune it on (tune_on)")
-        if self.tune_on == collection.dataset_id:
-            raise SimLMIRError(f"{self.name}: alpha would be tuned on {self.tune_on}, the split being evaluated; "
-                               "tune on a held-out split (e.g. the dev split)")
-        dev = load_collection(self.tune_on)
+        same = "alpha would be tuned on {}, the split being evaluated; tune on a held-out split (e.g. the dev split)"
+        if isinstance(self.tune_on, str) and self.tune_on == collection.dataset_id:
+            raise SimLMIRError(f"{self.name}: " + same.format(self._tune_label))
+        dev = load_collection(self.tune_on, split="dev")  # a BEIR directory: its qrels/dev.tsv
+        if dev.dataset_id == collection.dataset_id:
+            raise SimLMIRError(f"{self.name}: " + same.format(self._tune_label))
         # the same id with the same text is the same query (ids alone collide across NQ's files)
         shared = {q for q in set(dev.queries) & set(collection.queries) if dev.queries[q] == collection.queries[q]}
         if shared:
-            raise SimLMIRError(f"{self.name}: tuning split {self.tune_on} shares {len(shared)} queries with "
+            raise SimLMIRError(f"{self.name}: tuning split {self._tune_label} shares {len(shared)} queries with "
                                f"{collection.dataset_id} (e.g. {sorted(shared)[:3]}); tune on held-out queries")
         runs = []
         for system in (self.primary, self.secondary):
             system.prepare(dev, work_dir)
-            runs.append(system.search(dev.queries, self.depth).run)
+            # tuning needs the runs, not per-query latencies: a system's batch search when it has one
+            batch = getattr(system, "batch_run", None)
+            runs.append(batch(dev.queries, self.depth) if batch else system.search(dev.queries, self.depth).run)
         self.sweep = alpha_sweep(runs[0], runs[1], dev.qrels, self.grid, self.measure, self.normalization, self.depth)
         return max(self.sweep, key=lambda a: (self.sweep[a], -list(self.sweep).index(a)))
 

@@ -20,14 +20,14 @@ from simlm_ir.train.data import build_examples, negatives_from_run, write_train_
 from simlm_ir.util.cli import arg, parse_config
 
 
-def bm25_run(dataset: str, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
+def bm25_run(dataset, work_dir, depth: int, k1: float = 0.9, b: float = 0.4, threads: int = 2) -> Run:
     """Top-``depth`` of BM25 over the collection's (cached) Lucene index."""
     collection = load_collection(dataset)
     index = cached_lucene_index(collection.passages, Path(work_dir), threads=threads)
     return BM25Searcher(index.path, k1, b).batch_search(collection.queries, k=depth, threads=threads)
 
 
-def dense_run(dataset: str, encoder, work_dir, depth: int) -> Run:
+def dense_run(dataset, encoder, work_dir, depth: int) -> Run:
     """Top-``depth`` of a SimLM checkpoint over a flat index of the collection's passages."""
     from simlm_ir.encode.encoder import SimLMEncoder
     from simlm_ir.index.faiss import build_index
@@ -44,8 +44,11 @@ def dense_run(dataset: str, encoder, work_dir, depth: int) -> Run:
     return {q: {h.docid: h.score for h in hs} for q, hs in hits.items()}
 
 
-def mine(dataset: str, method: str, output, depth: int = 200, encoder=None, work_dir="work", **kw) -> int:
-    """Write a training file for ``dataset``'s queries with mined negatives; returns its size."""
+def mine(dataset, method: str, output, depth: int = 200, encoder=None, work_dir="work", **kw) -> int:
+    """Write a training file for ``dataset``'s queries with mined negatives; returns its size.
+
+    ``dataset``: an ir_datasets id with queries and qrels, or a collection object (e.g. a BEIR
+    directory's train split, :func:`simlm_ir.data.datasets.beir_directory`)."""
     collection = load_collection(dataset)
     if method == "bm25":
         run = bm25_run(dataset, work_dir, depth, **kw)
