@@ -45,20 +45,28 @@ def test_live_system_replaces_its_recorded_run(tmp_path):
     assert [type(s).__name__ for s in kept] == ["BM25System", "RecordedRunSystem"] and kept[1].name == "Old model"
 
 
-def test_rerank_keeps_first_stage_tail_below_rescored_top():
+def test_rerank_keeps_first_stage_tail_below_rescored_top(tmp_path):
     from simlm_ir.bench.systems import RerankSystem
+    from simlm_ir.search.rerank import ScoreCache
 
     class FakeBM25:
         def search(self, queries, k):
             return SearchResult({"q": {f"d{i}": 10.0 - i for i in range(k)}}, [1.0])
 
-    class FakeCE:
-        def rerank(self, run, queries, docs, depth):  # reverses the top `depth`
-            top = sorted(run["q"], key=lambda d: -run["q"][d])[:depth]
-            return {"q": {d: float(i) for i, d in enumerate(top)}}, [2.0]
+    class FakeCE:  # scores a passage by the number in its text: reverses BM25's top `depth`
+        calls = 0
 
-    system = RerankSystem("unused", depth=3, bm25=FakeBM25())
-    system.ce = FakeCE()
+        def score(self, queries, titles, texts, on_batch=None):
+            FakeCE.calls += len(texts)
+            return [float(t.split()[-1]) for t in texts]
+
+    system = RerankSystem("unused", depth=3, bm25=FakeBM25(), latency_queries=1)
+    system.ce, system.cache = FakeCE(), ScoreCache(tmp_path / "scores.sqlite")
+    system.docs = {f"d{i}": ("-", f"passage {i}") for i in range(6)}
     result = system.search({"q": "text"}, k=6)
     order = sorted(result.run["q"], key=lambda d: -result.run["q"][d])
-    assert order == ["d2", "d1", "d0", "d3", "d4", "d5"] and result.latencies_ms == [3.0]
+    assert order == ["d2", "d1", "d0", "d3", "d4", "d5"]
+    assert len(result.latencies_ms) == 1 and result.latencies_ms[0] >= 1.0  # BM25's 1 ms + the re-ranking
+    assert FakeCE.calls == 3 + 3  # the batch, then the latency sample (never from the cache)
+    again = system.search({"q": "text"}, k=6)
+    assert again.run == result.run and FakeCE.calls == 6 + 3  # the scores came from the cache

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from simlm_ir.data.corpus import corpus_fingerprint, count_jsonl_passages
+from simlm_ir.data.corpus import corpus_fingerprint
 from simlm_ir.data.datasets import Collection, corpus_key
 from simlm_ir.search.base import IndexInfo, SearchResult
 from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
@@ -48,6 +48,10 @@ class BM25System:
     def search(self, queries, k):
         return self.searcher.search(queries, k)
 
+    def batch_run(self, queries, k):
+        """The run alone, searched with all threads (for tuning; no per-query latency)."""
+        return self.searcher.batch_search(queries, k, threads=self.threads)
+
 
 class DenseSystem:
     """A bi-encoder over a flat inner-product FAISS index in Pyserini's layout.
@@ -75,7 +79,7 @@ class DenseSystem:
         from simlm_ir.search.dense import DenseSearcher
 
         encoder = self._encoder()
-        corpus_fp, _ = corpus_fingerprint(collection.passages())
+        corpus_fp, n_passages = corpus_fingerprint(collection.passages())
         index_dir = Path(work_dir) / "faiss" / f"{self.pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}"
         timing = index_dir / "simlm_ir_build.json"
         if timing.exists() and (index_dir / "index").exists():
@@ -84,7 +88,7 @@ class DenseSystem:
             start = time.perf_counter()
             source = collection.corpus_source
             build_index(collection.passages, encoder, index_dir, corpus_key=corpus_key(source),
-                        total=count_jsonl_passages(source), batch_size=self.batch_size)
+                        total=n_passages, batch_size=self.batch_size)
             seconds = time.perf_counter() - start
             timing.write_text(json.dumps({"build_seconds": seconds}))
         self.searcher = DenseSearcher(index_dir, encoder)
@@ -100,37 +104,58 @@ class DenseSystem:
             run[qid] = {h.docid: h.score for h in hits}
         return SearchResult(run, latencies)
 
+    def batch_run(self, queries, k):
+        """The run alone: queries encoded in batches, one FAISS search (for tuning; no latency)."""
+        qids = list(queries)
+        hits = self.searcher.batch_search([queries[q] for q in qids], qids, k)
+        return {q: {h.docid: h.score for h in hs} for q, hs in hits.items()}
+
 
 class RerankSystem:
-    """BM25 top-``depth`` re-scored by a cross-encoder; latency = BM25 + re-ranking per query."""
+    """BM25 top-``depth`` re-scored by a cross-encoder.
+
+    Scores come from :func:`~simlm_ir.search.rerank.rerank_run` (batched across queries, cached by
+    content under ``work_dir/rerank/``). Latency = BM25's per-query latency + the re-ranking of that
+    query alone, measured on the first ``latency_queries`` queries (each run, never from the cache).
+    """
 
     def __init__(self, checkpoint: str, depth: int = 100, name: str = "BM25 + re-ranker", note: str = "",
-                 bm25: BM25System | None = None):
-        self.checkpoint, self.depth, self.name, self.note = checkpoint, depth, name, note
+                 bm25: BM25System | None = None, latency_queries: int = 16):
+        self.checkpoint, self.depth, self.name, self.latency_queries = checkpoint, depth, name, latency_queries
+        latency = f"latency: mean of {latency_queries} queries re-ranked one at a time"
+        self.note = f"{note}; {latency}" if note else latency
         self.bm25 = bm25 or BM25System()
         self.docs: dict[str, tuple[str, str]] = {}
+        self.cache = None
 
     def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
         from simlm_ir.modeling.reranker import CrossEncoder
+        from simlm_ir.search.rerank import ScoreCache
 
         info = self.bm25.prepare(collection, work_dir)
         self.docs = {p.id: (p.title, p.text) for p in collection.passages()}
         self.ce = CrossEncoder(self.checkpoint)
+        key = f"{model_fingerprint(self.ce.path)}-{self.ce.max_length}"
+        self.cache = ScoreCache(Path(work_dir) / "rerank" / f"{key}.sqlite")
         return info
 
     def search(self, queries, k):
         """Re-scored top ``depth`` first, then the rest of BM25's top ``k`` in BM25 order (below them),
         so recall at depths beyond the re-ranked ones is BM25's, as in a two-stage pipeline."""
         from simlm_ir.data.trec import ranked
+        from simlm_ir.search.rerank import rerank_latencies, rerank_run
 
         first = self.bm25.search(queries, max(k, self.depth))
-        top, latencies = self.ce.rerank(first.run, queries, self.docs, self.depth)
+        top, _ = rerank_run(self.ce, first.run, queries, self.docs, self.depth, self.cache)
         run = {}
         for qid, rescored in top.items():
             floor = min(rescored.values(), default=0.0)
             rest = [d for d, _ in ranked(first.run[qid]) if d not in rescored][: max(0, k - len(rescored))]
             run[qid] = {**rescored, **{d: floor - 1.0 - i for i, d in enumerate(rest)}}
-        return SearchResult(run, [a + b for a, b in zip(first.latencies_ms, latencies)])
+        sample = list(first.run)[: self.latency_queries]
+        bm25_ms = dict(zip(first.run, first.latencies_ms))
+        timed = rerank_latencies(self.ce, first.run, queries, self.docs, self.depth, sample)
+        return SearchResult(run, [bm25_ms[q] + timed[q] for q in sample])
 
 
 class RecordedRunSystem:
@@ -192,8 +217,10 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
     with a one-line message (e.g. the default SimLM before ``benchmarks/train_default.py`` ran)."""
     from simlm_ir.errors import CheckpointError
     from simlm_ir.modeling.checkpoints import resolve_checkpoint
+    from simlm_ir.search.fusion import cached
 
-    bm25 = BM25System(k1=k1, b=b, threads=threads)
+    # one BM25 search per query set, shared by its row, the re-ranker's first stage and the fusions
+    bm25 = cached(BM25System(k1=k1, b=b, threads=threads))
     systems: list = []
     for name in names:
         if name == "bm25":

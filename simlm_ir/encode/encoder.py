@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -137,13 +137,16 @@ class SimLMEncoder:
         return self._encode_ids(enc["input_ids"], None, batch_size)
 
     def encode_passages(self, texts: Sequence[str], titles: Sequence[str | None] | None = None,
-                        batch_size: int | None = None, max_length: int | None = None) -> np.ndarray:
-        """L2-normalised [CLS] vectors of (title, text) passage pairs, shape (n, dim), float32."""
+                        batch_size: int | None = None, max_length: int | None = None,
+                        on_batch: Callable[[int], object] | None = None) -> np.ndarray:
+        """L2-normalised [CLS] vectors of (title, text) passage pairs, shape (n, dim), float32.
+
+        ``on_batch(n)`` is called after each forward pass with the passages it encoded (progress bars)."""
         if len(texts) == 0:
             return np.empty((0, self.dim), dtype=np.float32)
         enc = self.tokenize_passages(texts, titles, max_length)
-        return self._encode_ids(enc["input_ids"], enc["token_type_ids"] if self.use_segments else None,
-                                batch_size)
+        return self._encode_ids(enc["input_ids"], enc.get("token_type_ids") if self.use_segments else None,
+                                batch_size, on_batch)
 
     def _micro_batches(self, lengths: np.ndarray, batch_size: int):
         """Index groups over length-sorted inputs: at most ``batch_size`` rows and, when set,
@@ -179,7 +182,7 @@ class SimLMEncoder:
         return torch.nn.functional.normalize(hidden[:, 0].float(), p=2, dim=-1)
 
     def _encode_ids(self, input_ids: list[list[int]], token_type_ids: list[list[int]] | None,
-                    batch_size: int | None) -> np.ndarray:
+                    batch_size: int | None, on_batch: Callable[[int], object] | None = None) -> np.ndarray:
         n = len(input_ids)
         out = np.empty((n, self.dim), dtype=np.float32)
         if n == 0:
@@ -190,6 +193,8 @@ class SimLMEncoder:
                 batch = self.pad([input_ids[i] for i in idx],
                                  None if token_type_ids is None else [token_type_ids[i] for i in idx])
                 out[idx] = self.cls_vectors(batch).cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(idx))
         return out
 
 

@@ -124,6 +124,16 @@ def _check_docid(p: Passage, corpus_key: str) -> None:
                                              "break; Pyserini's docid file cannot hold it")
 
 
+def _reports_batches(encoder) -> bool:
+    """Whether ``encoder.encode_passages`` takes an ``on_batch`` progress callback (ours do)."""
+    import inspect
+
+    try:
+        return "on_batch" in inspect.signature(encoder.encode_passages).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def read_shard_meta(path) -> dict | None:
     f = Path(path) / SHARD_META
     return json.loads(f.read_text()) if f.exists() else None
@@ -168,12 +178,16 @@ def encode_shard(passages: PassageSource, encoder, index_dir, shard_id: int = 0,
             for chunk in _chunks(shard, chunk_size):
                 for p in chunk:
                     _check_docid(p, corpus_key)
+                # the bar moves per forward pass (passages/s and ETA) when the encoder reports them
+                per_batch = _reports_batches(encoder)
                 vectors = encoder.encode_passages([p.text for p in chunk], [p.title for p in chunk],
-                                                  batch_size=batch_size)
+                                                  batch_size=batch_size,
+                                                  **({"on_batch": bar.update} if per_batch else {}))
                 vec_fh.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
                 id_fh.write("".join(p.id + "\n" for p in chunk))
                 count += len(chunk)
-                bar.update(len(chunk))
+                if not per_batch:
+                    bar.update(len(chunk))
         if count == 0 and shard_num == 1:
             raise InputFormatError(corpus_key, None, "corpus holds no passages; nothing to index")
         (tmp / SHARD_META).write_text(json.dumps({**want, "count": count, "dim": int(encoder.dim)}, indent=1))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from simlm_ir.util.device import resolve_device
 from simlm_ir.util.progress import progress
 
 RERANK_MAX_LENGTH = 192
+CPU_BATCH_TOKENS = 2048  # padded tokens per forward pass on CPU
 
 
 class CrossEncoder:
@@ -55,15 +56,45 @@ class CrossEncoder:
         return self.model(**self.tokenize(queries, titles, texts)).logits.squeeze(-1)
 
     @torch.inference_mode()
-    def score(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        """Logits of each (query, passage) pair, batched longest-first."""
+    def score(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str],
+              on_batch: Callable[[int], object] | None = None) -> np.ndarray:
+        """Logits of each (query, passage) pair.
+
+        Pairs are tokenized once, sorted by length and run in batches padded only to their longest
+        member; on CPU a batch also holds at most ``CPU_BATCH_TOKENS`` padded tokens (cache-sized
+        batches run faster there). ``on_batch(n)`` is called after each forward pass (progress bars).
+        """
         n = len(queries)
         out = np.empty(n, dtype=np.float32)
-        order = sorted(range(n), key=lambda i: -(len(queries[i]) + len(texts[i])))
-        for s in range(0, n, self.batch_size):
-            idx = order[s:s + self.batch_size]
-            out[idx] = self.logits([queries[i] for i in idx], [titles[i] for i in idx],
-                                   [texts[i] for i in idx]).float().cpu().numpy()
+        if n == 0:
+            return out
+        enc = self.tokenizer(list(queries), text_pair=[f"{t}: {p}" for t, p in zip(titles, texts)],
+                             max_length=self.max_length, truncation="only_second", padding=False,
+                             return_attention_mask=False)
+        ids, types = enc["input_ids"], enc.get("token_type_ids")
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
+        order = np.argsort(-lengths, kind="stable")
+        budget = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
+        pad = self.tokenizer.pad_token_id or 0
+        start = 0
+        while start < n:
+            width = int(lengths[order[start]])
+            rows = self.batch_size if not budget else max(1, min(self.batch_size, budget // width))
+            idx = order[start:start + rows]
+            batch = {"input_ids": torch.full((len(idx), width), pad, dtype=torch.long),
+                     "attention_mask": torch.zeros((len(idx), width), dtype=torch.long)}
+            if types is not None:
+                batch["token_type_ids"] = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                batch["input_ids"][row, :lengths[i]] = torch.tensor(ids[i])
+                batch["attention_mask"][row, :lengths[i]] = 1
+                if types is not None:
+                    batch["token_type_ids"][row, :lengths[i]] = torch.tensor(types[i])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out[idx] = self.model(**batch).logits.squeeze(-1).float().cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(idx))
+            start += rows
         return out
 
     def rerank(self, run: Run, queries: Mapping[str, str], docs: Mapping[str, tuple[str, str]],
