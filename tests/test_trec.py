@@ -32,3 +32,30 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         write_trec_run(Boom(q={"d": 1.0}), tmp_path / "r.trec", "t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_qrels_and_topics_in_trec_or_beir_form(tmp_path):
+    from simlm_ir.data.trec import read_qrels, read_topics
+
+    (tmp_path / "q.txt").write_text("q1 0 d1 2\nq1 0 d2 0\nq2 Q0 d3 1\n")
+    (tmp_path / "q.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\nq2\td3\t1.0\n")
+    expected = {"q1": {"d1": 2, "d2": 0}, "q2": {"d3": 1}}
+    assert read_qrels(tmp_path / "q.txt") == read_qrels(tmp_path / "q.tsv") == expected
+    (tmp_path / "t.tsv").write_text("q1\tfirst query\nq2\tsecond\n")
+    (tmp_path / "t.jsonl").write_text('{"_id": "q1", "text": "first query", "metadata": {}}\n'
+                                      '{"_id": "q2", "text": "second"}\n')
+    assert read_topics(tmp_path / "t.tsv") == read_topics(tmp_path / "t.jsonl") == {"q1": "first query", "q2": "second"}
+
+
+@pytest.mark.parametrize("name,content,where,problem", [
+    ("q.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2 d2 1\n", 3, "expected 3 tab-separated columns"),
+    ("q.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t0.5\n", 2, "relevance '0.5' is not an integer"),
+    ("t.jsonl", '{"_id": "q1", "text": "ok"}\n{"_id": "q2"}\n', 2, "query 'q2' has no 'text'"),
+    ("t.jsonl", '{"_id": "q1", "text": "ok"}\n{"_id": "q1", "text": "again"}\n', 2, "duplicate query id 'q1'"),
+])
+def test_beir_files_errors_name_file_and_line(tmp_path, name, content, where, problem):
+    from simlm_ir.data.trec import read_qrels, read_topics
+
+    (tmp_path / name).write_text(content)
+    with pytest.raises(InputFormatError, match=f"{name}:{where}: {problem}"):
+        (read_topics if name.startswith("t") else read_qrels)(tmp_path / name)
