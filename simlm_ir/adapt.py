@@ -30,11 +30,12 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.modeling.checkpoints import DEFAULT_SIMLM_DIR
+from simlm_ir.util.cli import arg, config_parser, parse_config
 from simlm_ir.util.io import atomic_write
 
 LOG_NAME = "adapt_log.json"
@@ -44,10 +45,10 @@ MODEL_DIR = "model"
 # Pre-training scale per preset; the fine-tuning recipe is the shipped one whatever the preset, so the
 # adapted and shipped models differ only by the pre-training on the user's corpus.
 PRESETS = {
-    # ~2 CPU cores: minutes (see the estimate printed at start)
-    "cpu": {"pretrain_steps": 100, "pretrain_batch_size": 16, "generator_warmup_steps": 50, "bf16": False},
+    # 2 CPU cores (the estimate printed at start says how long on the machine at hand)
+    "cpu": {"pretrain_steps": 100, "pretrain_batch_size": 16, "generator_warmup_steps": 50},
     # one GPU: an epoch or more of a mid-sized corpus
-    "gpu": {"pretrain_steps": 3000, "pretrain_batch_size": 64, "generator_warmup_steps": 500, "bf16": True},
+    "gpu": {"pretrain_steps": 3000, "pretrain_batch_size": 64, "generator_warmup_steps": 500},
 }
 
 
@@ -59,41 +60,35 @@ def _recipe_settings(model_dir: Path = DEFAULT_SIMLM_DIR) -> dict:
     return json.loads(recipe.read_text())["settings"]
 
 
-def _help(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
-
-
 @dataclass
 class AdaptConfig:
     """Everything that defines an adaptation run (written to ``adapt_config.json`` in the output)."""
 
-    corpus: str = _help("your unlabelled corpus: JSONL file (optionally .gz) or directory, BEIR directory, "
-                        "or ir_datasets id")
-    output: str = _help("output directory (stages, checkpoints, runs; the adapted model in OUTPUT/model)")
-    topics: str | None = _help("evaluation topics (TSV qid<TAB>text or BEIR queries JSONL)", default=None)
-    qrels: str | None = _help("evaluation qrels (TREC 'qid 0 docid rel' or BEIR TSV)", default=None)
-    name: str | None = _help("leaderboard name (default: the topics file's stem)", default=None)
-    preset: str = _help("pre-training scale: 'cpu' (2 cores, minutes) or 'gpu'", default="cpu")
-    init: str = _help("checkpoint to adapt (default: the shipped SimLM default)", default="simlm")
-    generator: str = _help("RLM generator: 'mlm-warmup' (small BERT trained by MLM on your corpus first), "
-                           "'unigram', or a masked-LM checkpoint", default="mlm-warmup")
-    pretrain_steps: int | None = _help("RLM steps (default: from --preset)", default=None)
-    pretrain_batch_size: int | None = _help("passages per RLM step (default: from --preset)", default=None)
-    generator_warmup_steps: int | None = _help("MLM steps of the mlm-warmup generator (default: from --preset)",
-                                               default=None)
-    pretrain_lr: float = _help("RLM learning rate (the shipped recipe's)", default=1e-4)
-    max_length: int = _help("passage tokens in pre-training (SimLM: 144)", default=144)
-    bf16: bool | None = _help("bfloat16 autocast in pre-training (default: from --preset)", default=None)
-    train_data: str = _help("labelled training data of the fine-tuning recipe (ir_datasets id with a train "
-                            "split, or a BEIR directory with qrels/train.tsv)", default="debian-known-item/train")
-    reranker: str = _help("teacher cross-encoder for the distillation stage (default: the shipped one)",
-                          default="reranker-default")
-    train_queries: int | None = _help("training queries (default: the shipped recipe's)", default=None)
-    mine_depth: int = _help("negatives are mined from this depth (the recipe's)", default=100)
-    seed: int | None = _help("seed (default: the shipped recipe's)", default=None)
-    device: str = _help("cpu, cuda, cuda:1 or auto", default="auto")
-    hits: int = _help("depth of the evaluation runs", default=1000)
-    progress: bool = _help("progress bars", default=True)
+    corpus: str = arg(help="your unlabelled corpus: JSONL file (optionally .gz) or directory, BEIR directory, "
+                           "or ir_datasets id")
+    output: str = arg(help="output directory (stages, checkpoints, runs; the adapted model in OUTPUT/model)")
+    topics: str | None = arg(None, "evaluation topics (TSV qid<TAB>text or BEIR queries JSONL)")
+    qrels: str | None = arg(None, "evaluation qrels (TREC 'qid 0 docid rel' or BEIR TSV)")
+    name: str | None = arg(None, "leaderboard name (default: the topics file's stem)")
+    preset: str = arg("cpu", "pre-training scale: 'cpu' (2 CPU cores) or 'gpu'")
+    init: str = arg("simlm", "checkpoint to adapt (default: the shipped SimLM default)")
+    generator: str = arg("mlm-warmup", "RLM generator: 'mlm-warmup' (small BERT trained by MLM on your corpus "
+                         "first), 'unigram', or a masked-LM checkpoint")
+    pretrain_steps: int | None = arg(None, "RLM steps (default: from --preset)")
+    pretrain_batch_size: int | None = arg(None, "passages per RLM step (default: from --preset)")
+    generator_warmup_steps: int | None = arg(None, "MLM steps of the mlm-warmup generator (default: from --preset)")
+    pretrain_lr: float = arg(1e-4, "RLM learning rate (the shipped recipe's)")
+    max_length: int = arg(144, "passage tokens in pre-training (SimLM: 144)")
+    train_data: str = arg("debian-known-item/train", "labelled training data of the fine-tuning recipe "
+                          "(ir_datasets id with a train split, or a BEIR directory with qrels/train.tsv)")
+    reranker: str = arg("reranker-default", "teacher cross-encoder for the distillation stage "
+                        "(default: the shipped one)")
+    train_queries: int | None = arg(None, "training queries (default: the shipped recipe's)")
+    mine_depth: int = arg(100, "negatives are mined from this depth (the recipe's)")
+    seed: int | None = arg(None, "seed (default: the shipped recipe's)")
+    device: str = arg("auto", "cpu, cuda, cuda:1 or auto")
+    hits: int = arg(1000, "depth of the evaluation runs")
+    progress: bool = arg(True, "progress bars")
 
     def resolved(self) -> "AdaptConfig":
         """A copy with the preset's and the shipped recipe's values filled in."""
@@ -228,7 +223,7 @@ class AdaptRun:
                               generator=c.generator, generator_warmup_steps=c.generator_warmup_steps,
                               max_length=c.max_length, lr=c.pretrain_lr, warmup_steps=max(1, c.pretrain_steps // 10),
                               max_steps=c.pretrain_steps, batch_size=c.pretrain_batch_size, seed=c.seed,
-                              bf16=c.bf16, save_steps=max(1, c.pretrain_steps // 4), logging_steps=10,
+                              save_steps=max(1, c.pretrain_steps // 4), logging_steps=10,
                               resume=(self.out / "pretrained" / "run_config.json").exists(), device=c.device,
                               progress=c.progress)
         result = pretrain(pcfg)
@@ -259,9 +254,9 @@ class AdaptRun:
         recipe = _recipe_settings()
         out = self.out / stage
         resume = out.exists() and any(out.glob("checkpoint-*"))
-        fcfg = FinetuneConfig(train_file=str(train_file), output=str(out), init=str(init),
-                              corpus=self.train.corpus_source,
-                              kd_teacher=kd, group_size=recipe["kd_group_size" if kd else "group_size"],
+        fcfg = FinetuneConfig(output=str(out), init=str(init), corpus=self.train.corpus_source,
+                              train_file=None if kd else str(train_file), kd_teacher=str(train_file) if kd else None,
+                              group_size=recipe["kd_group_size" if kd else "group_size"],
                               batch_size=recipe["batch_size"], lr=recipe["kd_lr" if kd else "lr"],
                               epochs=recipe["epochs"], warmup_steps=4, save_steps=50, seed=self.cfg.seed,
                               resume=resume, device=self.cfg.device, progress=self.cfg.progress)
@@ -366,8 +361,8 @@ def adapt(cfg: AdaptConfig, say=print) -> dict:
     if todo:
         per_unit = calibrate(c.init, min(8, c.pretrain_batch_size), c.max_length, c.device)
         total = sum(s.units for s in todo) * per_unit + 30 * sum(s.name.startswith("mine") for s in todo)
-        say(f"estimated time: ~{total / 60:.0f} min for {len(todo)} stages (calibrated here: one forward+backward "
-            f"pass costs {per_unit * 1e6:.1f} us per token; rough, for a machine not busy with other work)")
+        say(f"estimated time: ~{total / 60:.0f} min for {len(todo)} stages (rough: calibrated just now on this "
+            f"machine, as loaded now, where one forward+backward pass costs {per_unit * 1e6:.1f} us per token)")
     for i, stage in enumerate(stages, 1):
         if run.done(stage.name):
             say(f"[{i}/{len(stages)}] {stage.name}: done earlier ({run.log['stages'][stage.name]['seconds']:.0f} s), "
@@ -382,21 +377,15 @@ def adapt(cfg: AdaptConfig, say=print) -> dict:
     return run.log
 
 
-def build_parser():
-    from transformers import HfArgumentParser
+PROG = "python -m simlm_ir.adapt"
 
-    parser = HfArgumentParser(AdaptConfig, prog="python -m simlm_ir.adapt", description=__doc__,
-                              formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    return parser
+
+def build_parser():
+    return config_parser(AdaptConfig, PROG, __doc__)
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) == 1 and args[0].endswith(".json"):
-        (cfg,) = parser.parse_json_file(args[0])
-    else:
-        (cfg,) = parser.parse_args_into_dataclasses(args)
+    cfg = parse_config(AdaptConfig, argv, prog=PROG, description=__doc__)
     try:
         adapt(cfg)
     except SimLMIRError as exc:
