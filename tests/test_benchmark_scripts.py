@@ -93,6 +93,24 @@ def test_msmarco_script_measures_present_splits_and_skips_missing(home, tmp_path
     assert not (tmp_path / "runs" / "msmarco-passage-trec-dl-2020-judged").exists()
 
 
+def test_msmarco_script_takes_a_titled_corpus(home, tmp_path, capsys):
+    # the same passage ids with titles (Tevatron's fields); 1004's passage is found by its title alone
+    titles = ["Manhattan Project", "Photosynthesis", "Eiffel Tower", "Python", "Tallest tower in Paris"]
+    with gzip.open(tmp_path / "titled.jsonl.gz", "wt") as fh:
+        for i, (title, text) in enumerate(zip(titles, PASSAGES)):
+            fh.write(json.dumps({"docid": str(i), "title": title, "text": text}) + "\n")
+    main = script("run_msmarco").main
+    rc = main(["--datasets", "msmarco-passage/dev/small", "--systems", "bm25", "--corpus",
+               str(tmp_path / "titled.jsonl.gz"), "--runs-dir", str(tmp_path / "runs"),
+               "--work-dir", str(tmp_path / "work")])
+    assert rc == 0
+    md = (tmp_path / "runs" / "msmarco-passage-dev-small-titled" / "leaderboard.md").read_text()
+    measured, _, published = md.partition("(reported in papers, not measured here)")
+    assert cells(measured, "BM25")[1] == "1.0000"  # 0.75 without titles (the test above)
+    assert "| SimLM (distilled) | 0.411 | 0.878 | 0.987 |" in published
+    assert not (tmp_path / "runs" / "msmarco-passage-dev-small").exists()
+
+
 def test_nq_script_judges_by_answer_match(home, tmp_path, capsys):
     main = script("run_nq").main
     rc = main(["--systems", "bm25", "--runs-dir", str(tmp_path / "runs"), "--work-dir", str(tmp_path / "work")])

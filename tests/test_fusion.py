@@ -145,5 +145,6 @@ def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
     with pytest.raises(SimLMIRError, match="shares 1 queries"):
         FusionSystem(a, b, tune_on="toy/dev").prepare(test, tmp_path)
     # the same id for a different question (NQ's files number questions from 0) is not shared
-    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: FakeCollection(i, {"t1": "other"}, {}))
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection",
+                        lambda i, **_: FakeCollection(i, {"t1": "other"}, {}))
     FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)
