@@ -42,8 +42,7 @@ LOG_NAME = "adapt_log.json"
 CONFIG_NAME = "adapt_config.json"
 MODEL_DIR = "model"
 
-# Pre-training scale per preset; the fine-tuning recipe is the shipped one whatever the preset, so the
-# adapted and shipped models differ only by the pre-training on the user's corpus.
+# Pre-training scale per preset; the fine-tuning recipe is the shipped one whatever the preset.
 PRESETS = {
     # 2 CPU cores (the estimate printed at start says how long on the machine at hand)
     "cpu": {"pretrain_steps": 100, "pretrain_batch_size": 16, "generator_warmup_steps": 50},
