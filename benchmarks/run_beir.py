@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         try:
             systems = build_systems(args.systems, recorded, dense, args.k1, args.b, args.threads, args.rerank_depth)
             extend_systems(systems, args.systems, dataset, args.colbert, args.alpha, args.tune_on,
-                           args.measures[0], args.alpha_grid, args.fusion_depth)
+                           args.measures[0], args.alpha_grid, args.fusion_depth, plaid_nbits=args.plaid_nbits)
             systems = prefer_live(systems)
             results, table = run_benchmark(dataset, systems, args.runs_dir, args.work_dir, args.measures, args.hits,
                                            record=set(args.record or dense) if args.record is not None else set())

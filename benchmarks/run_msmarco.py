@@ -47,7 +47,7 @@ DEFAULT_SYSTEMS = ("bm25", "simlm", "hybrid", "rrf")
 def run(datasets, systems, simlm: str = "simlm", runs_dir="runs", work_dir="work", hits: int = 1000,
         k1: float = 0.9, b: float = 0.4, threads: int = 2, colbert: str = DEFAULT_COLBERT,
         alpha: float | None = None, tune_on: str | None = AUTO, alpha_grid=DEFAULT_ALPHA_GRID,
-        fusion_depth: int = 1000, say=print) -> tuple[dict, list[str]]:
+        fusion_depth: int = 1000, say=print, plaid_nbits: int = 2) -> tuple[dict, list[str]]:
     """Benchmark ``systems`` on each split; returns ({split: results}, [splits skipped])."""
     done, skipped = {}, []
     for dataset in datasets:
@@ -55,7 +55,7 @@ def run(datasets, systems, simlm: str = "simlm", runs_dir="runs", work_dir="work
         try:
             lineup = build_systems(systems, None, None, k1, b, threads, simlm=simlm, say=say)
             extend_systems(lineup, systems, dataset, colbert, alpha, tune_on, measures[0], alpha_grid,
-                           fusion_depth, say)
+                           fusion_depth, say, plaid_nbits)
             results, _ = run_benchmark(dataset, lineup, runs_dir, work_dir, measures, hits)
         except SimLMIRError as exc:
             say(f"skipping {dataset}: {exc}")
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     add_arguments(ap)
     args = ap.parse_args(argv)
     done, _ = run(args.datasets, args.systems, args.simlm, args.runs_dir, args.work_dir, args.hits, args.k1, args.b,
-                  args.threads, args.colbert, args.alpha, args.tune_on, args.alpha_grid, args.fusion_depth)
+                  args.threads, args.colbert, args.alpha, args.tune_on, args.alpha_grid, args.fusion_depth,
+                  plaid_nbits=args.plaid_nbits)
     return 0 if done else 2
 
 
