@@ -124,22 +124,26 @@ def build_plaid_index(token_index_dir, index_dir, config: PLAIDConfig | None = N
     (the compression only; the encoding is the token index's).
     """
     config = config or PLAIDConfig()
+    vectors, doclens, docids, token_meta = read_colbert_index(token_index_dir)
+    dim = int(token_meta["dim"])
+    if dim % (8 * config.nbits):  # colbert-ai packs each vector's residual bits into whole bytes per bit plane
+        raise ValueError(f"{token_index_dir}: PLAID with {config.nbits}-bit residuals needs a vector dimension that "
+                         f"is a multiple of {8 * config.nbits}; this model's is {dim}")
     PLAID = load_plaid()
     start = time.perf_counter()
-    vectors, doclens, docids, token_meta = read_colbert_index(token_index_dir)
     offsets = np.concatenate([[0], np.cumsum(doclens)])
     docs = [vectors[offsets[i]:offsets[i + 1]].astype(np.float32) for i in range(len(doclens))]
     index_dir = Path(index_dir)
     with atomic_directory(index_dir) as tmp:
         index = PLAID(index_folder=str(tmp), index_name=PLAID_NAME, override=True, use_fast=False,
-                      nbits=config.nbits, kmeans_niters=config.kmeans_niters, embedding_size=int(token_meta["dim"]))
+                      nbits=config.nbits, kmeans_niters=config.kmeans_niters, embedding_size=dim)
         with quiet_engine():
             index.add_documents(documents_ids=docids, documents_embeddings=docs)
         (tmp / DOCID_FILE).write_text("".join(d + "\n" for d in docids), encoding="utf-8")
         plan = json.loads((tmp / PLAID_NAME / "plan.json").read_text())
         parts = component_bytes(tmp)
         meta = {"engine": "pylate.indexes.PLAID(use_fast=False)", "config": asdict(config),
-                "docs": len(docids), "tokens": int(doclens.sum()), "dim": int(token_meta["dim"]),
+                "docs": len(docids), "tokens": int(doclens.sum()), "dim": dim,
                 "centroids": int(plan["num_partitions"]), "model_key": token_meta["model_key"],
                 "checkpoint": token_meta.get("checkpoint", ""), "bytes": parts,
                 "build_seconds": time.perf_counter() - start}
