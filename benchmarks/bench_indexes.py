@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--simlm", default="simlm", help="SimLM checkpoint (default: %(default)s)")
     ap.add_argument("--colbert", default="colbert", help="ColBERT checkpoint; 'none' skips ColBERT")
     ap.add_argument("--plaid-nbits", type=int, default=2, choices=(1, 2, 4))
-    ap.add_argument("--opq-m", type=int, nargs="+", default=[48, 96, 192], help="OPQ code sizes in bytes")
+    ap.add_argument("--opq-m", type=int, nargs="*", default=[48, 96, 192],
+                    help="OPQ code sizes in bytes (none: no OPQ rows)")
     ap.add_argument("--hits", type=int, default=100)
     ap.add_argument("--work-dir", default="work")
     ap.add_argument("--output", default=None, help="JSON file for the rows")
