@@ -53,8 +53,9 @@ def extensions_dir() -> Path:
 
 @contextlib.contextmanager
 def quiet_engine():
-    """colbert-ai's code prints progress and memory statistics to stdout; keep them out of our output."""
-    with contextlib.redirect_stdout(io.StringIO()):
+    """colbert-ai's code prints progress and memory statistics to stdout and a progress bar per query to
+    stderr; keep them out of our output (exceptions still propagate)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         yield
 
 
