@@ -9,11 +9,15 @@ PY := $(VENV)/bin/python
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements-plaid.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# One resolve: torch is pinned to the CPU build in pyproject.toml next to pyserini.
 	$(PY) -m pip install --quiet -e '.[test]'
+	# PyLate's PLAID engine (ColBERT baseline) goes in after, without its dependencies: its pins
+	# conflict with ours but the part we use needs none of them (see requirements-plaid.txt).
+	$(PY) -m pip install --quiet --no-deps -r requirements-plaid.txt
+	# Checks Java 21, and compiles PLAID's C++ extensions into $(VENV)/torch_extensions once.
 	$(PY) -m simlm_ir.doctor
 	touch $@
 

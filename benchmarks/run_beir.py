@@ -85,7 +85,8 @@ def main(argv=None) -> int:
                        None if args.record is None else set(args.record), rerank_depth=args.rerank_depth,
                        measures=args.measures, hits=args.hits, k1=args.k1, b=args.b, threads=args.threads,
                        runs_dir=args.runs_dir, work_dir=args.work_dir, colbert=args.colbert, alpha=args.alpha,
-                       tune_on=args.tune_on, alpha_grid=args.alpha_grid, fusion_depth=args.fusion_depth)
+                       tune_on=args.tune_on, alpha_grid=args.alpha_grid, fusion_depth=args.fusion_depth,
+                       plaid_nbits=args.plaid_nbits)
     _, failed = run_job(job, warn=lambda line: print(line, file=sys.stderr))
     return 2 if failed else 0
 

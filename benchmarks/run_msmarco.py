@@ -57,7 +57,8 @@ DEFAULT_SYSTEMS = ("bm25", "simlm", "hybrid", "rrf")
 def run(datasets, systems, simlm: str = "simlm", runs_dir="runs", work_dir="work", hits: int = 1000,
         k1: float = 0.9, b: float = 0.4, threads: int = 2, colbert: str = DEFAULT_COLBERT,
         alpha: float | None = None, tune_on: str | None = AUTO, alpha_grid=DEFAULT_ALPHA_GRID,
-        fusion_depth: int = 1000, corpus: str | None = None, say=print) -> tuple[dict, list[str]]:
+        fusion_depth: int = 1000, corpus: str | None = None, say=print,
+        plaid_nbits: int = 2) -> tuple[dict, list[str]]:
     """Benchmark ``systems`` on each split; returns ({split: results}, [splits skipped]).
 
     ``corpus``: a JSONL file of the same passages with titles, used instead of ir_datasets' (for the
@@ -75,7 +76,7 @@ def run(datasets, systems, simlm: str = "simlm", runs_dir="runs", work_dir="work
                 tune = WithCorpus(load_collection(tune), corpus) if isinstance(tune, str) else tune
             lineup = build_systems(systems, None, None, k1, b, threads, simlm=simlm, say=say)
             extend_systems(lineup, systems, dataset, colbert, alpha, tune, measures[0], alpha_grid,
-                           fusion_depth, say)
+                           fusion_depth, say, plaid_nbits)
             results, _ = run_benchmark(collection, lineup, runs_dir, work_dir, measures, hits)
         except SimLMIRError as exc:
             say(f"skipping {dataset}: {exc}")
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     done, _ = run(args.datasets, args.systems, args.simlm, args.runs_dir, args.work_dir, args.hits, args.k1, args.b,
                   args.threads, args.colbert, args.alpha, args.tune_on, args.alpha_grid, args.fusion_depth,
-                  args.corpus)
+                  args.corpus, plaid_nbits=args.plaid_nbits)
     return 0 if done else 2
 
 

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         systems = build_systems(args.systems, None, None, args.k1, args.b, args.threads, simlm=args.simlm)
         tune_on = NQ_DEV if tune_spec(args.tune_on) == AUTO else tune_spec(args.tune_on)
         extend_systems(systems, args.systems, args.name, args.colbert, args.alpha, tune_on,
-                       f"Success@{min(args.topk)}", args.alpha_grid, args.fusion_depth)
+                       f"Success@{min(args.topk)}", args.alpha_grid, args.fusion_depth, plaid_nbits=args.plaid_nbits)
         published = NQ_TEST if args.name == "nq-test" and set(args.topk) <= {20, 100} else ()
         _, table = run_qa_benchmark(collection, systems, args.runs_dir, args.work_dir, tuple(args.topk), published)
     except DatasetNotAvailableError as exc:

@@ -1,4 +1,5 @@
-"""``python -m simlm_ir.doctor``: check that the environment can run Pyserini (Java 21, hooks)."""
+"""``python -m simlm_ir.doctor``: check that the environment can run Pyserini (Java 21, hooks), and
+ColBERT's PLAID engine (PyLate installed, its C++ extensions compiled: the first check builds them)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,30 @@ def check() -> list[str]:
     return problems
 
 
+def check_plaid() -> str | None:
+    """PyLate's PLAID engine, with its C++ extensions built (1-2 min the first time, cached after).
+    Returns the problem, if any: only the ColBERT PLAID row needs it, so it warns rather than fails."""
+    from simlm_ir.index.plaid import PLAIDUnavailableError, load_plaid
+
+    try:
+        load_plaid()
+    except PLAIDUnavailableError as exc:
+        return str(exc)
+    return None
+
+
 def main() -> int:
     problems = check()
     for p in problems:
         print(f"simlm_ir doctor: {p}", file=sys.stderr)
+    plaid = check_plaid()
+    if plaid:
+        print(f"simlm_ir doctor: warning: the ColBERT PLAID row will be skipped: {plaid}", file=sys.stderr)
     if not problems:
-        print(f"simlm_ir doctor: ok (JAVA_HOME={os.environ['JAVA_HOME']})")
+        from simlm_ir.index.plaid import extensions_dir
+
+        where = "" if plaid else f"; PLAID extensions in {extensions_dir()}"
+        print(f"simlm_ir doctor: ok (JAVA_HOME={os.environ['JAVA_HOME']}{where})")
     return 1 if problems else 0
 
 

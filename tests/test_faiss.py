@@ -1,4 +1,4 @@
-"""FAISS index building (flat/HNSW/PQ/IVF-PQ, sharded + resumable) and DenseSearcher."""
+"""FAISS index building (flat fp32/fp16/SQ8, HNSW, PQ/OPQ/IVF-PQ, sharded + resumable) and DenseSearcher."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from simlm_ir.data.datasets import iter_passages
 from simlm_ir.encode.encoder import SimLMEncoder
 from simlm_ir.errors import InputFormatError
 from simlm_ir.index.__main__ import main as index_main
-from simlm_ir.index.faiss import IndexConfig, ShardedVectors, build_from_shards, build_index, encode_shard
+from simlm_ir.index.faiss import (
+    IndexConfig,
+    ShardedVectors,
+    build_from_shards,
+    build_index,
+    encode_shard,
+    make_faiss_index,
+)
 from simlm_ir.search.dense import DenseSearcher, load_index
 
 
@@ -221,6 +228,41 @@ def test_hnsw_and_pq_indexes(tmp_path, flat_dir, encoder):
     assert sizes["pq"] == 48 * 4 // 8  # vs 4 * 384 for flat
     assert sizes["ivfpq"] == sizes["pq"] + 1  # + the IVF list number
     build_from_shards(flat_dir, IndexConfig("flat"), progress=False)  # leave the fixture as it was
+
+
+def test_scalar_quantised_and_opq_indexes_reuse_another_dirs_vectors(tmp_path, flat_dir, encoder):
+    flat = DenseSearcher(flat_dir, encoder)
+    qids, queries = list(QUERIES), list(QUERIES.values())
+    exact = flat.batch_search(queries, qids, k=10)
+    expected_bytes = {"fp16": 2 * 384, "sq8": 384}
+    for cfg in (IndexConfig("fp16"), IndexConfig("sq8")):
+        out = tmp_path / cfg.index_type
+        stats = build_from_shards(out, cfg, progress=False, vectors_dir=flat_dir)
+        assert not (out / "shards").exists() and stats.passages == len(PASSAGES)
+        index, docids = load_index(out)
+        assert index.sa_code_size() == expected_bytes[cfg.index_type] and docids == load_index(flat_dir)[1]
+        results = DenseSearcher(out, encoder).batch_search(queries, qids, k=10)
+        recall = np.mean([len({h.docid for h in results[q]} & {h.docid for h in exact[q]}) / 10 for q in qids])
+        if cfg.index_type == "fp16":  # half precision changes scores in the 4th decimal, not the ranking
+            assert recall == 1.0
+            for q in qids:
+                assert [h.score for h in results[q]] == pytest.approx([h.score for h in exact[q]], abs=2e-3)
+        else:
+            top1 = np.mean([results[q][0].docid == EXPECTED_TOP1[q] for q in qids])
+            assert recall >= 0.6 and top1 >= 0.8, (cfg.index_type, recall, top1)
+    with pytest.raises(ValueError, match="OPQ needs at least 256 passages"):
+        build_from_shards(tmp_path / "opq", IndexConfig("opq", pq_m=48, pq_nbits=4), progress=False,
+                          vectors_dir=flat_dir)
+
+
+def test_opq_codes_and_search():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = make_faiss_index(x, IndexConfig("opq", pq_m=16, pq_nbits=8), progress=False)
+    assert index.sa_code_size() == 16 and index.ntotal == 600  # 16 one-byte codes vs 256 bytes flat
+    _, ids = index.search(x[:100], 1)
+    assert np.mean(ids[:, 0] == np.arange(100)) >= 0.9  # each vector finds itself through its code
 
 
 def test_index_dir_errors(tmp_path, flat_dir, encoder):

@@ -25,3 +25,13 @@ def test_query_missing_from_run_counts_as_zero():
 def test_unknown_measure_is_a_clear_error():
     with pytest.raises(ValueError, match="ir-measures names"):
         parse_measures(["nDCG@ten"])
+
+
+def test_neighbour_recall_against_an_exact_run():
+    from simlm_ir.eval.measures import neighbour_recall
+
+    exact = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 1.0, "y": 0.5}}
+    approx = {"q1": {"a": 9.0, "c": 8.0, "z": 7.0, "b": 0.1}}  # q1 top 2: a, c (b fell to 4th); q2 missing
+    assert neighbour_recall(approx, exact, k=2) == (1 / 2 + 0) / 2  # q1 finds a of {a, b}; q2 counts 0
+    assert neighbour_recall(approx, exact, k=3) == (2 / 3 + 0) / 2  # top 3: a, c, z -> a, c of {a, b, c}
+    assert neighbour_recall(exact, exact, k=10) == 1.0

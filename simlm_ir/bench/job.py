@@ -46,6 +46,7 @@ class BenchmarkJob:
     tune_on: Sequence[str] | str | None = AUTO  # AUTO, a dataset id / BEIR dir, or [TOPICS, QRELS]
     alpha_grid: Sequence[float] = DEFAULT_ALPHA_GRID
     fusion_depth: int = 1000
+    plaid_nbits: int = 2
 
 
 def user_collection(corpus: str, topics: str | None, qrels: str | None, name: str | None = None) -> LocalCollection:
@@ -102,7 +103,7 @@ def run_job(job: BenchmarkJob, say: Callable[[str], None] = print,
                                     say=say)
             extend_systems(systems, job.systems, collection.dataset_id, job.colbert, job.alpha,
                            tuning_collection(job.tune_on, collection), job.measures[0], job.alpha_grid,
-                           job.fusion_depth, say=say)
+                           job.fusion_depth, say=say, plaid_nbits=job.plaid_nbits)
             systems = prefer_live(systems)
             record = set(job.record or job.dense) if job.record is not None else set()
             results, table = run_benchmark(collection, systems, job.runs_dir, job.work_dir, job.measures, job.hits,

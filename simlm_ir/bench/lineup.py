@@ -1,6 +1,7 @@
 """The late-interaction and hybrid baselines in a benchmark lineup, by short name.
 
-``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem`; ``hybrid`` and ``rrf`` fuse the lineup's
+``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem` with exact MaxSim over fp16 token vectors,
+``colbert-plaid`` the same model over ColBERTv2's compressed PLAID index; ``hybrid`` and ``rrf`` fuse the lineup's
 SimLM and BM25 rows (:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with
 their own rows. Missing pieces skip a system with a one-line message, as
 :func:`simlm_ir.bench.systems.build_systems` does.
@@ -15,10 +16,11 @@ from typing import Callable
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
 
-BASELINE_CHOICES = ("colbert", "hybrid", "rrf")
-DEFAULT_COLBERT = "work/colbert-default"
-COLBERT_TRAIN_COMMAND = ("python -m simlm_ir.train.colbert --train-file work/default/bm25_negs.jsonl "
-                         "--output work/colbert-default")
+BASELINE_CHOICES = ("colbert", "colbert-plaid", "hybrid", "rrf")
+DEFAULT_COLBERT = "colbert"  # the shipped checkpoint (simlm_ir/resources/colbert-default) if there is one,
+LOCAL_COLBERT = "work/colbert-default"  # else one trained here with COLBERT_TRAIN_COMMAND
+COLBERT_TRAIN_COMMAND = (f"python -m simlm_ir.train.colbert --train-file work/default/bm25_negs.jsonl "
+                         f"--output {LOCAL_COLBERT}")
 AUTO = "auto"
 
 
@@ -63,7 +65,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("ColBERT and hybrid baselines")
     g.add_argument("--colbert", default=DEFAULT_COLBERT, metavar="CHECKPOINT",
                    help="ColBERT checkpoint: ours (python -m simlm_ir.train.colbert) or a ColBERTv2 dir/hub id "
-                        "(default: %(default)s)")
+                        "(default: %(default)s, the shipped one)")
+    g.add_argument("--plaid-nbits", type=int, default=2, choices=(1, 2, 4),
+                   help="bits per dimension of the PLAID index's residuals (default: %(default)s, ColBERTv2's)")
     g.add_argument("--alpha", type=float, default=None,
                    help="fixed hybrid weight of BM25 (SimLM + alpha x BM25, normalised); default: tuned")
     g.add_argument("--tune-on", nargs="+", default=AUTO, metavar="DATASET | TOPICS QRELS",
@@ -76,15 +80,36 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT_COLBERT,
                    alpha: float | None = None, tune_on: str | None = AUTO, measure: str = "RR@10",
-                   grid=DEFAULT_ALPHA_GRID, depth: int = 1000, say: Callable[[str], None] = print) -> list:
+                   grid=DEFAULT_ALPHA_GRID, depth: int = 1000, say: Callable[[str], None] = print,
+                   plaid_nbits: int = 2) -> list:
     """``systems`` plus the baselines named in ``names`` (in place; also returned)."""
-    if "colbert" in names:
+    engines = [e for n, e in (("colbert", "exact"), ("colbert-plaid", "plaid")) if n in names]
+    if engines:
+        from simlm_ir.errors import CheckpointError
+        from simlm_ir.modeling.checkpoints import resolve_checkpoint
         from simlm_ir.search.colbert import ColBERTSystem
 
-        if colbert == DEFAULT_COLBERT and not Path(colbert, "config.json").exists():
-            say(f"skipping ColBERT: {colbert} is not trained yet; train it with `{COLBERT_TRAIN_COMMAND}`")
-        else:
-            systems.append(ColBERTSystem(colbert))
+        try:
+            resolve_checkpoint(colbert)
+        except CheckpointError as exc:
+            if colbert == DEFAULT_COLBERT and Path(LOCAL_COLBERT, "config.json").exists():
+                colbert = LOCAL_COLBERT
+            else:
+                extra = f"; or train one with `{COLBERT_TRAIN_COMMAND}`" if colbert == DEFAULT_COLBERT else ""
+                say(f"skipping ColBERT: {exc}{extra}")
+                engines = []
+        if "plaid" in engines:
+            from simlm_ir.index.plaid import PLAIDUnavailableError, load_plaid
+
+            try:
+                load_plaid()
+            except PLAIDUnavailableError as exc:
+                say(f"skipping ColBERT PLAID: {exc}")
+                engines.remove("plaid")
+        for engine in engines:
+            systems.append(ColBERTSystem(colbert, engine=engine, nbits=plaid_nbits))
+        if engines == ["exact", "plaid"]:
+            systems[-1].exact_twin = systems[-2].name
     wanted = [n for n in ("hybrid", "rrf") if n in names]
     if not wanted:
         return systems

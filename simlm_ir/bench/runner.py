@@ -4,7 +4,9 @@ or by DPR answer match for open-domain QA).
 A *system* is anything with a ``name``, ``prepare(collection, work_dir)`` (build or reuse its
 index; returns an :class:`~simlm_ir.search.base.IndexInfo`) and ``search(queries, k)`` (returns a
 :class:`~simlm_ir.search.base.SearchResult`): the :class:`~simlm_ir.search.base.System` protocol.
-Adding SimLM, ColBERT or a fusion is adding a system.
+Adding SimLM, ColBERT or a fusion is adding a system. A system whose ``exact_twin`` names another
+system of the lineup (a compressed or graph index beside its exact one) gets, in its note, the share
+of the twin's top 10 it finds.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from simlm_ir.bench.systems import record_run
 from simlm_ir.data.datasets import load_collection
 from simlm_ir.data.trec import ranked, write_trec_run
 from simlm_ir.eval.leaderboard import SystemResult, to_markdown, write_leaderboard
-from simlm_ir.eval.measures import DEFAULT_MEASURES, evaluate
+from simlm_ir.eval.measures import DEFAULT_MEASURES, evaluate, neighbour_recall
 from simlm_ir.eval.qa import QACollection, answer_qrels, passage_texts
 from simlm_ir.search.base import System
+
+TWIN_K = 10  # depth at which an approximate index is compared with its exact twin
 
 
 def file_stem(name: str) -> str:
@@ -40,9 +44,11 @@ def run_benchmark(dataset, systems: Sequence[System], runs_dir="runs", work_dir=
     queries, qrels = collection.queries, collection.qrels
     out_dir = Path(runs_dir) / collection.slug
     results: list[SystemResult] = []
+    runs = {}
     for system in systems:
         info = system.prepare(collection, Path(work_dir))
         searched = system.search(queries, hits)
+        runs[system.name] = searched.run
         write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
         if system.name in record:
             record_run(out_dir / "recorded", file_stem(system.name), system.name, getattr(system, "note", ""),
@@ -52,6 +58,12 @@ def run_benchmark(dataset, systems: Sequence[System], runs_dir="runs", work_dir=
             index_bytes=info.size_bytes,
             latency_ms=statistics.fmean(searched.latencies_ms) if searched.latencies_ms else None,
             encode_s=info.build_seconds, note=getattr(system, "note", "")))
+    for system, result in zip(systems, results):
+        twin = getattr(system, "exact_twin", None)
+        if twin in runs:  # an approximate index beside its exact twin: what did compression lose?
+            recall = neighbour_recall(runs[system.name], runs[twin], TWIN_K)
+            result.extra[f"recall@{TWIN_K} vs {twin}"] = recall
+            result.note = f"{result.note}; {recall:.3f} of {twin}'s top {TWIN_K} found".lstrip("; ")
     title = f"{collection.dataset_id}: {len(qrels)} judged queries"
     write_leaderboard(results, measures, out_dir, title)
     return results, to_markdown(results, measures, title)

@@ -54,15 +54,18 @@ class BM25System:
 
 
 class DenseSystem:
-    """A bi-encoder over a flat inner-product FAISS index in Pyserini's layout.
+    """A bi-encoder over an inner-product FAISS index in Pyserini's layout.
 
     ``encoder``: a checkpoint name/path (SimLM input format, [CLS] pooling), or ``("mean", path)``
-    for a mean-pooling sentence encoder such as all-MiniLM-L6-v2 off the shelf.
+    for a mean-pooling sentence encoder such as all-MiniLM-L6-v2 off the shelf. ``index``: the FAISS
+    index type (flat fp32 by default); every type is built from the flat index's encoded vectors, so
+    its build time is that encoding plus its own build.
     """
 
-    def __init__(self, name: str, checkpoint: str, pooling: str = "cls", note: str = "", batch_size: int = 64):
+    def __init__(self, name: str, checkpoint: str, pooling: str = "cls", note: str = "", batch_size: int = 64,
+                 index=None):
         self.name, self.checkpoint, self.pooling, self.note = name, checkpoint, pooling, note
-        self.batch_size = batch_size
+        self.batch_size, self.index = batch_size, index
         self.searcher = None
 
     def _encoder(self):
@@ -75,7 +78,7 @@ class DenseSystem:
         return SimLMEncoder(self.checkpoint, batch_size=self.batch_size)
 
     def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
-        from simlm_ir.index.faiss import build_index
+        from simlm_ir.index.faiss import build_from_shards, build_index
         from simlm_ir.search.dense import DenseSearcher
 
         encoder = self._encoder()
@@ -91,6 +94,15 @@ class DenseSystem:
                         total=n_passages, batch_size=self.batch_size)
             seconds = time.perf_counter() - start
             timing.write_text(json.dumps({"build_seconds": seconds}))
+        if self.index is not None and self.index.index_type != "flat":
+            variant = index_dir.with_name(f"{index_dir.name}-{index_label(self.index)}")
+            variant_timing = variant / "simlm_ir_build.json"
+            if variant_timing.exists() and (variant / "index").exists():
+                extra = json.loads(variant_timing.read_text())["build_seconds"]
+            else:
+                extra = build_from_shards(variant, self.index, progress=False, vectors_dir=index_dir).build_seconds
+                variant_timing.write_text(json.dumps({"build_seconds": extra}))
+            seconds, index_dir = seconds + extra, variant
         self.searcher = DenseSearcher(index_dir, encoder)
         size = (index_dir / "index").stat().st_size + (index_dir / "docid").stat().st_size
         return IndexInfo(size, seconds)
@@ -187,6 +199,14 @@ class RecordedRunSystem:
         return SearchResult(run, self.meta.get("latencies_ms", []))
 
 
+def index_label(config) -> str:
+    """A short, unique directory suffix for a FAISS index configuration."""
+    from dataclasses import asdict
+
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{config.index_type}-{digest}"
+
+
 def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchResult, info: IndexInfo,
                extra: dict | None = None) -> Path:
     """Write a run (gzipped TREC) and its measurements so :class:`RecordedRunSystem` can replay it."""
@@ -207,7 +227,15 @@ def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchRes
     return out_dir / f"{stem}.json"
 
 
-SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "recorded", "rerank")
+# SimLM's flat fp32 index and its compressed / approximate twins (one encoding, several FAISS indexes)
+SIMLM_VARIANTS = {
+    "simlm-fp16": ("SimLM fp16", dict(index_type="fp16"), "flat, vectors stored as fp16"),
+    "simlm-sq8": ("SimLM SQ8", dict(index_type="sq8"), "flat, 8-bit scalar quantisation per dimension"),
+    "simlm-pq": ("SimLM OPQ", dict(index_type="opq"), "OPQ rotation + PQ, dim/8 sub-quantizers x 8 bits"),
+    "simlm-hnsw": ("SimLM HNSW", dict(index_type="hnsw"), "HNSW graph (M 32, efConstruction 200, efSearch 128) "
+                                                           "over fp32 vectors"),
+}
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm", *SIMLM_VARIANTS, "recorded", "rerank")
 
 
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
@@ -234,7 +262,20 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
             except CheckpointError as exc:
                 say(f"skipping SimLM: {exc}")
                 continue
-            systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages"))
+            systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages; "
+                                                            "flat fp32 index"))
+        elif name in SIMLM_VARIANTS:
+            from simlm_ir.index.faiss import IndexConfig
+
+            try:
+                resolve_checkpoint(simlm)
+            except CheckpointError as exc:
+                say(f"skipping {SIMLM_VARIANTS[name][0]}: {exc}")
+                continue
+            label, config, note = SIMLM_VARIANTS[name]
+            system = DenseSystem(label, simlm, note=note, index=IndexConfig(**config))
+            system.exact_twin = "SimLM"
+            systems.append(system)
         elif name == "recorded" and recorded_dir is not None and Path(recorded_dir).is_dir():
             systems += [RecordedRunSystem(p) for p in sorted(Path(recorded_dir).glob("*.json"))]
         elif name == "rerank":

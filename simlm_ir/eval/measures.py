@@ -7,7 +7,7 @@ from typing import Sequence
 
 import ir_measures
 
-from simlm_ir.data.trec import Qrels, Run
+from simlm_ir.data.trec import Qrels, Run, ranked
 
 DEFAULT_MEASURES = ("nDCG@10", "RR@10", "R@100", "R@1000")
 
@@ -44,3 +44,16 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES)
             per_query[str(metric.measure)][metric.query_id] = float(metric.value)
     aggregate = {name: (sum(v.values()) / len(v) if v else 0.0) for name, v in per_query.items()}
     return Evaluation(aggregate, per_query)
+
+
+def neighbour_recall(run: Run, reference: Run, k: int = 10) -> float:
+    """How much of an exact search's top ``k`` an approximate one finds in its own top ``k``, averaged
+    over the reference's queries (ANN benchmarks' "k-recall@k"): the cost of compressing an index,
+    apart from relevance judgements. A query the approximate run lacks counts 0."""
+    values = []
+    for qid, docs in reference.items():
+        want = {d for d, _ in ranked(docs)[:k]}
+        if want:
+            got = {d for d, _ in ranked(run.get(qid, {}))[:k]}
+            values.append(len(want & got) / len(want))
+    return sum(values) / len(values) if values else 0.0

@@ -2,7 +2,7 @@
 
 The reported index size is the uncompressed fp16 token vectors (+ doc lengths and ids), i.e.
 ColBERTv2 *before* its 1-2 bit residual compression. :class:`simlm_ir.search.colbert.ColBERTIndex`
-searches it.
+searches it exactly; :func:`simlm_ir.index.plaid.build_plaid_index` compresses it into a PLAID index.
 """
 
 from __future__ import annotations
@@ -69,3 +69,20 @@ def build_colbert_index(passages: Iterable, model: ColBERT, index_dir, chunk_doc
                 "model_key": model_key(model), "build_seconds": time.perf_counter() - start}
         (tmp / INDEX_META).write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def read_colbert_index(index_dir) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+    """The token vectors (tokens, dim) float16 (memory-mapped), doc lengths, doc ids and metadata of an
+    index built by :func:`build_colbert_index`, checked to agree with each other."""
+    index_dir = Path(index_dir)
+    meta_file = index_dir / INDEX_META
+    if not meta_file.exists():
+        raise InputFormatError(index_dir, None, f"not a ColBERT index (no {INDEX_META})")
+    meta = json.loads(meta_file.read_text())
+    docids = (index_dir / DOCID_FILE).read_text(encoding="utf-8").splitlines()
+    doclens = np.load(index_dir / DOCLENS_FILE)
+    dim = int(meta["dim"])
+    raw = np.memmap(index_dir / VECTORS_FILE, dtype="<f2", mode="r")
+    if raw.size != int(doclens.sum()) * dim or len(docids) != len(doclens):
+        raise InputFormatError(index_dir, None, "index files disagree (vectors, doclens, docid); rebuild it")
+    return raw.reshape(-1, dim), doclens, docids, meta

@@ -5,7 +5,10 @@ An index directory holds ``index`` (FAISS) and ``docid`` (one id per line), whic
 ``shards/`` (the encoded vectors). Encoding runs per shard (``shard_id`` of ``shard_num``; shard
 ``k`` holds passages ``k, k+N, k+2N, ...``); each finished shard directory appears atomically and is
 never re-encoded, so an interrupted build resumes, and a new index type re-uses the vectors. The
-merge restores corpus order and builds a flat, HNSW, PQ or IVF-PQ inner-product index.
+merge restores corpus order and builds an inner-product index of one of ``INDEX_TYPES``: exact
+(``flat`` fp32), scalar-quantised (``fp16``: 2 bytes per dimension; ``sq8``: 1 byte), graph (``hnsw``)
+or product-quantised (``pq``, ``opq``, ``ivfpq``). Several index types can be built from one encoding
+(``vectors_dir``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ META_FILE = "simlm_index.json"
 SHARDS_DIR = "shards"
 SHARD_VECTORS = "embeddings.f32"  # raw little-endian float32, row-major (count x dim)
 SHARD_META = "shard.json"
-INDEX_TYPES = ("flat", "hnsw", "pq", "ivfpq", "factory")
+INDEX_TYPES = ("flat", "fp16", "sq8", "hnsw", "pq", "opq", "ivfpq", "factory")
+OPQ_MIN_TRAIN = 256  # faiss's OPQMatrix trains an 8-bit PQ internally, whatever --pq-nbits says
 # the passages to encode: an iterable, or a function returning a fresh one (read once per shard)
 PassageSource = Union[Iterable[Passage], Callable[[], Iterable[Passage]]]
 
@@ -43,8 +47,11 @@ PassageSource = Union[Iterable[Passage], Callable[[], Iterable[Passage]]]
 class IndexConfig:
     """Which FAISS index to build (all use inner product on L2-normalised vectors = cosine).
 
-    ``pq_m`` sub-quantizers of ``pq_nbits`` bits store ``pq_m * pq_nbits / 8`` bytes per passage
-    (default ``dim // 8`` sub-quantizers: 48 bytes for 384 dims, 96 for 768, vs 4 x dim for flat).
+    Bytes per passage: ``flat`` 4 x dim, ``fp16`` 2 x dim, ``sq8`` dim (one trained byte per
+    dimension), ``hnsw`` 4 x dim + the graph (~8 x ``hnsw_m``); ``pq``/``opq``/``ivfpq``: ``pq_m``
+    sub-quantizers of ``pq_nbits`` bits, ``pq_m * pq_nbits / 8`` (default ``dim // 8`` sub-quantizers:
+    48 bytes for 384 dims, 96 for 768). ``opq`` learns a rotation first (OPQ, Ge et al. 2013), which
+    spreads variance evenly over the sub-quantizers.
     ``nlist`` IVF cells default to about ``4 * sqrt(n)``, capped so each has 39 training points.
     """
 
@@ -298,20 +305,28 @@ def make_faiss_index(vectors, config: IndexConfig, progress: bool = True) -> fai
     kind = config.index_type
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
+    elif kind in ("fp16", "sq8"):
+        qtype = faiss.ScalarQuantizer.QT_fp16 if kind == "fp16" else faiss.ScalarQuantizer.QT_8bit
+        index = faiss.IndexScalarQuantizer(dim, qtype, ip)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
         index.hnsw.efConstruction = config.ef_construction
         index.hnsw.efSearch = config.ef_search
-    elif kind in ("pq", "ivfpq"):
+    elif kind in ("pq", "opq", "ivfpq"):
         m = config.pq_m or default_pq_m(dim)
         if dim % m:
             raise ValueError(f"--pq-m {m} must divide the vector dimension {dim}")
+        if kind == "opq" and n < OPQ_MIN_TRAIN:
+            raise ValueError(f"OPQ needs at least {OPQ_MIN_TRAIN} passages to train its rotation (faiss trains it "
+                             f"with 8-bit PQ); this corpus has {n} (use --index-type pq, fp16 or sq8)")
         if n < 2 ** config.pq_nbits:
             raise ValueError(f"PQ with {config.pq_nbits} bits needs at least {2 ** config.pq_nbits} passages "
                              f"to train; this corpus has {n} (use --pq-nbits "
                              f"{max(1, int(math.log2(max(n, 2))))} or a flat index)")
         if kind == "pq":
             index = faiss.IndexPQ(dim, m, config.pq_nbits, ip)
+        elif kind == "opq":
+            index = faiss.index_factory(dim, f"OPQ{m},PQ{m}x{config.pq_nbits}", ip)
         else:
             nlist = config.nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
             if nlist > n:
@@ -346,11 +361,16 @@ def write_index(index_dir, index: faiss.Index, docids: Iterable[str], meta: dict
 
 
 def build_from_shards(index_dir, config: IndexConfig | None = None, shard_num: int = 1,
-                      progress: bool = True) -> IndexStats:
-    """Merge finished shards into ``index_dir/index`` + ``index_dir/docid``."""
+                      progress: bool = True, vectors_dir=None) -> IndexStats:
+    """Merge finished shards into ``index_dir/index`` + ``index_dir/docid``.
+
+    ``vectors_dir``: the index directory whose ``shards/`` hold the vectors (default ``index_dir``), so
+    another index type of the same encoding needs no re-encoding.
+    """
     config = config or IndexConfig()
     t0 = time.perf_counter()
-    vectors = ShardedVectors(index_dir, shard_num)  # memory-mapped: the index is the only full copy
+    vectors_dir = index_dir if vectors_dir is None else vectors_dir
+    vectors = ShardedVectors(vectors_dir, shard_num)  # memory-mapped: the index is the only full copy
     shard_meta = vectors.metas[0]
     index = make_faiss_index(vectors, config, progress)
     n = len(vectors)
@@ -358,7 +378,7 @@ def build_from_shards(index_dir, config: IndexConfig | None = None, shard_num: i
             "passage_max_length": shard_meta["passage_max_length"], "int8": shard_meta["int8"],
             "dim": int(vectors.shape[1]), "passages": n, "shard_num": shard_num,
             "config": asdict(config)}
-    write_index(index_dir, index, vectors.iter_docids(index_dir), meta)
+    write_index(index_dir, index, vectors.iter_docids(vectors_dir), meta)
     d = Path(index_dir)
     return IndexStats(str(d), config.index_type, n, int(vectors.shape[1]),
                       (d / INDEX_FILE).stat().st_size, (d / DOCID_FILE).stat().st_size,

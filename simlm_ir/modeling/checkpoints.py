@@ -1,6 +1,6 @@
 """Finding model checkpoints: local HF directories, hub ids, and the names we ship offline.
 
-``resolve_checkpoint`` turns what a user typed (``simlm``, ``minilm``, a directory, a hub id such as
+``resolve_checkpoint`` turns what a user typed (``simlm``, ``colbert``, ``minilm``, a directory, a hub id such as
 ``intfloat/simlm-base-msmarco-finetuned``) into something ``from_pretrained`` can load, and
 ``check_bert_like`` rejects checkpoints of the wrong kind with one clear message.
 """
@@ -19,6 +19,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The small SimLM retriever and its re-ranker, trained by benchmarks/train_default.py and shipped.
 DEFAULT_SIMLM_DIR = PACKAGE_DIR / "resources" / "simlm-default"
 DEFAULT_RERANKER_DIR = PACKAGE_DIR / "resources" / "reranker-default"
+# The small ColBERT baseline (colbert-ai layout), trained on the same queries as the default SimLM.
+DEFAULT_COLBERT_DIR = PACKAGE_DIR / "resources" / "colbert-default"
 
 # Public checkpoints (hub ids); usable whenever the hub or a local HF cache has them.
 PUBLIC_SIMLM = {
@@ -51,6 +53,11 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
             raise CheckpointError(f"the default re-ranker is not built yet ({DEFAULT_RERANKER_DIR} is missing); "
                                   "build it with `python benchmarks/train_default.py`")
         return str(DEFAULT_RERANKER_DIR)
+    if name in ("colbert", "colbert-default"):
+        if not (DEFAULT_COLBERT_DIR / "config.json").exists():
+            raise CheckpointError(f"the default ColBERT checkpoint is not shipped ({DEFAULT_COLBERT_DIR} is missing); "
+                                  "train one with `python -m simlm_ir.train.colbert` and pass --colbert DIR")
+        return str(DEFAULT_COLBERT_DIR)
     if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_dir())
     if name in PUBLIC_SIMLM:

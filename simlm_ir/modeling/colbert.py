@@ -10,12 +10,12 @@ cosine over document tokens. Checkpoints use colbert-ai's layout (``bert.*`` and
 weights, ``artifact.metadata``), so a real ColBERTv2 checkpoint (e.g. ``colbert-ir/colbertv2.0``, by
 local path or hub id) loads here, and ours load there.
 
-Why not the field's implementations: ``colbert-ai`` 0.2.22 needs ``transformers<5`` (with 5.x its
-indexer fails on ``all_tied_weights_keys`` and hangs), and our stack pins transformers 5.24 for
-everything else; PyLate's current releases need torch 2.11 and the one that resolves with torch 2.13
-(1.1.2) pins ``sentence-transformers==3.0.1`` (we have 6.x) and has no PLAID index. Changing the
+Why the model is ours: ``colbert-ai`` 0.2.22 needs ``transformers<5`` (with 5.x its indexer fails
+on ``all_tied_weights_keys`` and hangs), and our stack pins transformers 5.24 for everything else;
+PyLate's model class (``pylate.models``) needs sentence-transformers 5.3 (we have 6.x). Changing the
 project pins for a baseline was ruled out, so this module is a compact re-implementation that keeps
-the checkpoint format compatible with both.
+the checkpoint format compatible with both. The *index* is the field's: PyLate's port of colbert-ai's
+PLAID engine takes our token vectors (:mod:`simlm_ir.index.plaid`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""ColBERT search: exact MaxSim over a token index, and the benchmark system around it.
+"""ColBERT search: exact MaxSim over a token index, and the benchmark system around it (exact or PLAID).
 
-Search is exact and brute force: every document's fp16 token vectors are scored with MaxSim for each
-query (no PLAID centroids, no residual compression). That is right for our ~5k-passage collection;
-at MS MARCO scale use colbert-ai's PLAID index. The reported index size is the uncompressed fp16
-token vectors (+ doc lengths and ids), i.e. ColBERTv2 *before* its 1-2 bit residual compression.
+Exact search is brute force: every document's fp16 token vectors are scored with MaxSim for each
+query (no centroids, no compression). It is the reference the compressed PLAID index
+(:mod:`simlm_ir.search.plaid`) is measured against, and fine at our ~5k passages; at MS MARCO scale
+use PLAID.
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ import numpy as np
 import torch
 
 from simlm_ir.data.corpus import corpus_fingerprint
-from simlm_ir.errors import InputFormatError
-from simlm_ir.index.colbert import DOCID_FILE, DOCLENS_FILE, INDEX_META, VECTORS_FILE, build_colbert_index
+from simlm_ir.index.colbert import (
+    DOCID_FILE,
+    DOCLENS_FILE,
+    INDEX_META,
+    VECTORS_FILE,
+    build_colbert_index,
+    read_colbert_index,
+)
 from simlm_ir.modeling.colbert import ColBERT, model_key
 from simlm_ir.search.base import IndexInfo, SearchResult
 from simlm_ir.util.progress import progress
@@ -34,17 +40,8 @@ class ColBERTIndex:
 
     def __init__(self, index_dir):
         self.dir = Path(index_dir)
-        meta_file = self.dir / INDEX_META
-        if not meta_file.exists():
-            raise InputFormatError(self.dir, None, f"not a ColBERT index (no {INDEX_META})")
-        self.meta = json.loads(meta_file.read_text())
-        self.docids = (self.dir / DOCID_FILE).read_text(encoding="utf-8").splitlines()
-        self.doclens = np.load(self.dir / DOCLENS_FILE)
-        dim = int(self.meta["dim"])
-        raw = np.fromfile(self.dir / VECTORS_FILE, dtype="<f2")
-        if raw.size != int(self.doclens.sum()) * dim or len(self.docids) != len(self.doclens):
-            raise InputFormatError(self.dir, None, "index files disagree (vectors, doclens, docid); rebuild it")
-        self.vectors = torch.from_numpy(raw.reshape(-1, dim).astype(np.float32))
+        vectors, self.doclens, self.docids, self.meta = read_colbert_index(self.dir)
+        self.vectors = torch.from_numpy(vectors.astype(np.float32))
         self.offsets = np.concatenate([[0], np.cumsum(self.doclens)]).astype(np.int64)
         self._chunks = self._doc_chunks()
 
@@ -83,18 +80,31 @@ class ColBERTIndex:
         return [(self.docids[i], float(s[i])) for i in top]
 
 
-class ColBERTSystem:
-    """ColBERT for the benchmark: exact MaxSim over fp16 token vectors of the whole collection.
+ENGINES = ("exact", "plaid")
 
-    Index size = the uncompressed fp16 token vectors + doc lengths + doc ids; latency includes
-    encoding the query. ``checkpoint``: our trained ColBERT (``python -m simlm_ir.train.colbert``),
-    a real ColBERTv2 (local dir or hub id), or a plain BERT (untrained projection: a sanity row).
+
+class ColBERTSystem:
+    """ColBERT for the benchmark, over one of two indexes of the same token vectors:
+
+    - ``engine="exact"``: brute-force MaxSim over the uncompressed fp16 token vectors (the reference);
+      index size = the fp16 vectors + doc lengths + doc ids.
+    - ``engine="plaid"``: ColBERTv2's ``nbits`` residual compression searched by PLAID
+      (:mod:`simlm_ir.search.plaid`); index size = every file of the PLAID index; build time =
+      encoding + compression.
+
+    Latency includes encoding the query. ``checkpoint``: a ColBERT in colbert-ai's layout (``colbert``
+    = the shipped one, ours from ``python -m simlm_ir.train.colbert``, or a real ColBERTv2 dir/hub
+    id), or a plain BERT (untrained projection: a sanity row).
     """
 
-    def __init__(self, checkpoint: str, name: str = "ColBERT", note: str = "", threads: int | None = None):
-        self.checkpoint, self.name, self.note, self.threads = checkpoint, name, note, threads
+    def __init__(self, checkpoint: str, engine: str = "exact", nbits: int = 2, name: str | None = None,
+                 note: str = "", threads: int | None = None):
+        if engine not in ENGINES:
+            raise ValueError(f"ColBERT engine must be one of {ENGINES}, not {engine!r}")
+        self.checkpoint, self.engine, self.nbits, self.note, self.threads = checkpoint, engine, nbits, note, threads
+        self.name = name or ("ColBERT exact fp16" if engine == "exact" else f"ColBERT PLAID {nbits}-bit")
         self.model: ColBERT | None = None
-        self.index: ColBERTIndex | None = None
+        self.index = None
 
     def prepare(self, collection, work_dir: Path):
         if self.threads:
@@ -102,16 +112,31 @@ class ColBERTSystem:
         if self.model is None:
             self.model = ColBERT.from_pretrained(self.checkpoint)
         corpus_fp, n = corpus_fingerprint(collection.passages())
-        index_dir = Path(work_dir) / "colbert" / f"{model_key(self.model)}-{corpus_fp[:16]}"
-        if not (index_dir / INDEX_META).exists():
-            build_colbert_index(collection.passages(), self.model, index_dir, progress_total=n)
-        self.index = ColBERTIndex(index_dir)
+        token_dir = Path(work_dir) / "colbert" / f"{model_key(self.model)}-{corpus_fp[:16]}"
+        if not (token_dir / INDEX_META).exists():
+            build_colbert_index(collection.passages(), self.model, token_dir, progress_total=n)
+        exact = ColBERTIndex(token_dir) if self.engine == "exact" else None
+        encode_seconds = float(json.loads((token_dir / INDEX_META).read_text())["build_seconds"])
+        untrained = "" if self.model.trained_projection else "; untrained projection"
+        if exact is not None:
+            self.index, meta = exact, exact.meta
+            if not self.note:
+                self.note = (f"{meta['tokens']:,} fp16 token vectors x {meta['dim']}, "
+                             f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{untrained}")
+            return IndexInfo(exact.size_bytes, encode_seconds)
+        from simlm_ir.index.plaid import PLAID_META, PLAIDConfig, build_plaid_index
+        from simlm_ir.search.plaid import PLAIDIndex
+
+        plaid_dir = token_dir.with_name(f"{token_dir.name}-plaid{self.nbits}")
+        if not (plaid_dir / PLAID_META).exists():
+            build_plaid_index(token_dir, plaid_dir, PLAIDConfig(nbits=self.nbits))
+        self.index = PLAIDIndex(plaid_dir)
         meta = self.index.meta
+        size = self.index.size_bytes
         if not self.note:
-            per_doc = self.index.size_bytes / max(1, meta["docs"])
-            self.note = (f"{meta['tokens']:,} fp16 token vectors x {meta['dim']}, {per_doc / 1024:.1f} KB/doc"
-                         + ("" if self.model.trained_projection else "; untrained projection"))
-        return IndexInfo(self.index.size_bytes, float(meta["build_seconds"]))
+            self.note = (f"{self.nbits}-bit residuals of {meta['tokens']:,} token vectors, {meta['centroids']:,} "
+                         f"centroids, {size / max(1, meta['docs']):,.0f} B/passage{untrained}")
+        return IndexInfo(size, encode_seconds + float(meta["build_seconds"]))
 
     def search(self, queries: Mapping[str, str], k: int):
         run, latencies = {}, []
