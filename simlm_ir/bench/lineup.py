@@ -1,8 +1,8 @@
 """The late-interaction and hybrid baselines in a benchmark lineup, by short name.
 
 ``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem`; ``hybrid`` and ``rrf`` fuse the lineup's
-SimLM and BM25 rows (:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with
-their own rows. Missing pieces skip a system with a one-line message, as
+SimLM and BM25 rows, ``lucene-hybrid`` its SimLM (Lucene HNSW) and BM25 rows
+(:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with their own rows. Missing pieces skip a system with a one-line message, as
 :func:`simlm_ir.bench.systems.build_systems` does.
 """
 
@@ -15,7 +15,8 @@ from typing import Callable
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
 
-BASELINE_CHOICES = ("colbert", "hybrid", "rrf")
+BASELINE_CHOICES = ("colbert", "hybrid", "rrf", "lucene-hybrid")
+LUCENE_HNSW_ROW = "SimLM (Lucene HNSW)"  # simlm_ir.bench.lucene's name for the lucene-hnsw system
 DEFAULT_COLBERT = "work/colbert-default"
 COLBERT_TRAIN_COMMAND = ("python -m simlm_ir.train.colbert --train-file work/default/bm25_negs.jsonl "
                          "--output work/colbert-default")
@@ -85,13 +86,21 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
             say(f"skipping ColBERT: {colbert} is not trained yet; train it with `{COLBERT_TRAIN_COMMAND}`")
         else:
             systems.append(ColBERTSystem(colbert))
+    _extend_fusions(systems, names, dataset_id, alpha, tune_on, measure, grid, depth, say)
+    if "lucene-hybrid" in names:
+        _add_lucene_hybrid(systems, dataset_id, alpha, tune_on, measure, grid, depth, say)
+    return systems
+
+
+def _extend_fusions(systems: list, names, dataset_id: str, alpha, tune_on, measure, grid, depth, say) -> None:
+    """The SimLM (FAISS) + BM25 hybrid and RRF rows."""
     wanted = [n for n in ("hybrid", "rrf") if n in names]
     if not wanted:
-        return systems
+        return
     index = {s.name: i for i, s in enumerate(systems)}
     if "SimLM" not in index or "BM25" not in index:
         say(f"skipping {' and '.join(wanted)}: they fuse the SimLM and BM25 systems; run both")
-        return systems
+        return
     for name in ("SimLM", "BM25"):  # the fusions and the systems' own rows share one search each
         systems[index[name]] = cached(systems[index[name]])
     dense, sparse = systems[index["SimLM"]], systems[index["BM25"]]
@@ -109,4 +118,20 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
                                         measure=measure, depth=depth))
     if "rrf" in wanted:
         systems.append(FusionSystem(dense, sparse, "rrf", depth=depth))
-    return systems
+
+
+def _add_lucene_hybrid(systems: list, dataset_id: str, alpha, tune_on, measure, grid, depth, say) -> None:
+    """SimLM (Lucene HNSW) + BM25 interpolated: both indexes are Lucene indexes searched by Anserini."""
+    index = {s.name: i for i, s in enumerate(systems)}
+    if LUCENE_HNSW_ROW not in index or "BM25" not in index:
+        say("skipping lucene-hybrid: it fuses the lucene-hnsw and BM25 systems; run both")
+        return
+    split = default_tune_split(dataset_id) if tune_on == AUTO else tune_on
+    if alpha is None and split is None:
+        say(f"skipping lucene-hybrid: no held-out split known for {dataset_id}; pass --alpha or --tune-on DATASET")
+        return
+    for name in (LUCENE_HNSW_ROW, "BM25"):
+        systems[index[name]] = cached(systems[index[name]])
+    systems.append(FusionSystem(systems[index[LUCENE_HNSW_ROW]], systems[index["BM25"]], "interpolation",
+                                alpha=alpha, tune_on=split, grid=grid, measure=measure, depth=depth,
+                                note="both served by Lucene (Anserini)"))

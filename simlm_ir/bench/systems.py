@@ -53,6 +53,14 @@ class BM25System:
         return self.searcher.batch_search(queries, k, threads=self.threads)
 
 
+def faiss_index_dir(work_dir, pooling: str, encoder, collection: Collection) -> tuple[Path, int]:
+    """Where the benchmark keeps an encoder's FAISS index (and encoded shards) of a collection,
+    keyed by weights and corpus content (the Lucene systems index the same shards), and the
+    collection's passage count."""
+    corpus_fp, n_passages = corpus_fingerprint(collection.passages())
+    return Path(work_dir) / "faiss" / f"{pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}", n_passages
+
+
 class DenseSystem:
     """A bi-encoder over a flat inner-product FAISS index in Pyserini's layout.
 
@@ -79,8 +87,7 @@ class DenseSystem:
         from simlm_ir.search.dense import DenseSearcher
 
         encoder = self._encoder()
-        corpus_fp, n_passages = corpus_fingerprint(collection.passages())
-        index_dir = Path(work_dir) / "faiss" / f"{self.pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}"
+        index_dir, n_passages = faiss_index_dir(work_dir, self.pooling, encoder, collection)
         timing = index_dir / "simlm_ir_build.json"
         if timing.exists() and (index_dir / "index").exists():
             seconds = json.loads(timing.read_text())["build_seconds"]
@@ -207,7 +214,7 @@ def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchRes
     return out_dir / f"{stem}.json"
 
 
-SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "recorded", "rerank")
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "lucene-hnsw", "lucene-hnsw-int8", "lucene-flat", "recorded", "rerank")
 
 
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
@@ -235,6 +242,15 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
                 say(f"skipping SimLM: {exc}")
                 continue
             systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages"))
+        elif name.startswith("lucene-"):  # SimLM served from Lucene (simlm_ir.bench.lucene)
+            from simlm_ir.bench.lucene import lucene_system
+
+            try:
+                resolve_checkpoint(simlm)
+            except CheckpointError as exc:
+                say(f"skipping {name}: {exc}")
+                continue
+            systems.append(lucene_system(name, simlm))
         elif name == "recorded" and recorded_dir is not None and Path(recorded_dir).is_dir():
             systems += [RecordedRunSystem(p) for p in sorted(Path(recorded_dir).glob("*.json"))]
         elif name == "rerank":
