@@ -209,3 +209,21 @@ def test_search_cli_writes_a_trec_run(setup, tmp_path, capsys):
     searcher = LuceneDenseSearcher(setup["hnsw"], setup["encoder"], ef_search=20)
     assert {q: len(d) for q, d in run.items()} == {"q1": 20, "q2": 20}
     assert sorted(run["q1"], key=run["q1"].get, reverse=True)[:5] == [h.docid for h in searcher.search("text editor", 5)]
+
+
+def test_lineup_has_the_lucene_rows_and_their_hybrid():
+    from simlm_ir.bench.lineup import extend_systems
+    from simlm_ir.bench.systems import build_systems
+
+    said = []
+    names = ["bm25", "lucene-hnsw", "lucene-hnsw-int8", "lucene-flat", "lucene-hybrid"]
+    systems = extend_systems(build_systems(names, say=said.append), names, "debian-known-item/test", alpha=0.5,
+                             say=said.append)
+    assert [s.name for s in systems] == ["BM25", "SimLM (Lucene HNSW)", "SimLM (Lucene HNSW int8)",
+                                         "SimLM (Lucene flat)", "SimLM (Lucene HNSW) + BM25 (hybrid)"]
+    assert [(s.config.backend, s.config.quantize_int8, s.ef_search) for s in systems[1:4]] == [
+        ("lucene-hnsw", False, 1000), ("lucene-hnsw", True, 1000), ("lucene-flat", False, 1000)]
+    assert not said
+    alone = extend_systems(build_systems(["lucene-hnsw"]), ["lucene-hnsw", "lucene-hybrid"], "debian-known-item/test",
+                           alpha=0.5, say=said.append)
+    assert len(alone) == 1 and said == ["skipping lucene-hybrid: it fuses the lucene-hnsw and BM25 systems; run both"]

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from simlm_ir.bench.lucene import LUCENE_CHOICES, lucene_system
 from simlm_ir.data.corpus import corpus_fingerprint
 from simlm_ir.data.datasets import Collection, corpus_key
 from simlm_ir.search.base import IndexInfo, SearchResult
@@ -214,7 +215,7 @@ def record_run(out_dir: Path, stem: str, name: str, note: str, result: SearchRes
     return out_dir / f"{stem}.json"
 
 
-SYSTEM_CHOICES = ("bm25", "minilm", "simlm", "lucene-hnsw", "lucene-hnsw-int8", "lucene-flat", "recorded", "rerank")
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm") + LUCENE_CHOICES + ("recorded", "rerank")
 
 
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
@@ -242,9 +243,7 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
                 say(f"skipping SimLM: {exc}")
                 continue
             systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages"))
-        elif name.startswith("lucene-"):  # SimLM served from Lucene (simlm_ir.bench.lucene)
-            from simlm_ir.bench.lucene import lucene_system
-
+        elif name in LUCENE_CHOICES:  # SimLM served from Lucene
             try:
                 resolve_checkpoint(simlm)
             except CheckpointError as exc:
