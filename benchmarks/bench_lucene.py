@@ -52,7 +52,10 @@ def timed_search(searcher, encoder, queries: dict[str, str], k: int):
         t0 = time.perf_counter()
         q = encoder.encode_queries([text])
         t1 = time.perf_counter()
-        hits = searcher.search_vector(q[0], k) if hasattr(searcher, "search_vector") else searcher.search_vectors(q, k)[0]
+        if hasattr(searcher, "search_vector"):  # Lucene
+            hits = searcher.search_vector(q[0], k)
+        else:  # FAISS
+            hits = searcher.search_vectors(q, k)[0]
         t2 = time.perf_counter()
         run[qid] = {h.docid: h.score for h in hits}
         full.append((t2 - t0) * 1000)
@@ -123,9 +126,10 @@ def _anserini_jar() -> str:
 def simd_kernels(jdk: str, n: int, dim: int, reps: int = 20) -> str:
     """Compile and run benchmarks/java/LuceneKernelBench.java with ``jdk`` (its own javac/java), on
     the Anserini fatjar's Lucene: scalar kernels, then Panama (SIMD) ones; returns their output."""
-    import pyserini
     import subprocess
     import tempfile
+
+    import pyserini
 
     jar = sorted((Path(pyserini.__file__).parent / "resources" / "jars").glob("anserini-*-fatjar.jar"))[-1]
     src = Path(__file__).resolve().parent / "java" / "LuceneKernelBench.java"
@@ -150,12 +154,14 @@ def report(res: dict) -> str:
         size = f"{r['index_bytes'] / 1e6:.1f} MB"
         lines.append(f"| {r['system']} | {r['ef_search'] or '—'} | {size} | {r['build_s']:.1f} | "
                      f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} | {r['search_p50_ms']:.2f} | "
-                     f"{r['recall@10_vs_flat']:.3f} / {r['recall@100_vs_flat']:.3f} | {r['nDCG@10']:.4f} | {r['RR@10']:.4f} |")
+                     f"{r['recall@10_vs_flat']:.3f} / {r['recall@100_vs_flat']:.3f} | "
+                     f"{r['nDCG@10']:.4f} | {r['RR@10']:.4f} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="debian-known-item/test", help="ir_datasets id (default: %(default)s)")
     p.add_argument("--encoder", default="simlm")
     p.add_argument("--ef-search", type=int, nargs="+", default=[10, 100, 1000])
@@ -166,14 +172,15 @@ def main(argv=None) -> int:
     p.add_argument("--output", default=None, help="JSON results file")
     p.add_argument("--report", default=None, metavar="JSON", help="re-render a saved results file and exit")
     p.add_argument("--simd-jdk", default=None, metavar="JAVA_HOME",
-                   help="also time Lucene's scalar vs SIMD kernels with this JDK (needs javac and jdk.incubator.vector)")
+                   help="also time Lucene's scalar vs SIMD kernels with this JDK "
+                        "(needs javac and jdk.incubator.vector)")
     p.add_argument("--simd-only", action="store_true", help="only the --simd-jdk kernel timing")
     a = p.parse_args(argv)
     if a.report:
         print(report(json.loads(Path(a.report).read_text())))
         return 0
     if a.simd_jdk:
-        print(simd_kernels(a.simd_jdk, 4995, 384))
+        print(simd_kernels(a.simd_jdk, 4995, 384, reps=3))
         if a.simd_only:
             return 0
     res = measure(a)

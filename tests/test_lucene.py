@@ -159,7 +159,8 @@ def test_vector_file_errors_name_file_and_line(tmp_path, capsys):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
     missing = tmp_path / "nope.jsonl.gz"
-    assert index_main(["--index", str(out), "--backend", "lucene-flat", "--vectors", str(missing), "--no-progress"]) == 2
+    assert index_main(["--index", str(out), "--backend", "lucene-flat", "--vectors", str(missing),
+                       "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == f"error: {missing}: no such vector file or directory"
 
     with pytest.raises(InputFormatError, match=r"vectors\.jsonl:1: vector has 8 dims, expected 4$"):
@@ -208,7 +209,8 @@ def test_search_cli_writes_a_trec_run(setup, tmp_path, capsys):
     run = read_trec_run(out)
     searcher = LuceneDenseSearcher(setup["hnsw"], setup["encoder"], ef_search=20)
     assert {q: len(d) for q, d in run.items()} == {"q1": 20, "q2": 20}
-    assert sorted(run["q1"], key=run["q1"].get, reverse=True)[:5] == [h.docid for h in searcher.search("text editor", 5)]
+    top5 = sorted(run["q1"], key=run["q1"].get, reverse=True)[:5]
+    assert top5 == [h.docid for h in searcher.search("text editor", 5)]
 
 
 def test_lineup_has_the_lucene_rows_and_their_hybrid():

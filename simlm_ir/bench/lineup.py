@@ -2,7 +2,8 @@
 
 ``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem`; ``hybrid`` and ``rrf`` fuse the lineup's
 SimLM and BM25 rows, ``lucene-hybrid`` its SimLM (Lucene HNSW) and BM25 rows
-(:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with their own rows. Missing pieces skip a system with a one-line message, as
+(:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with their own rows.
+Missing pieces skip a system with a one-line message, as
 :func:`simlm_ir.bench.systems.build_systems` does.
 """
 

@@ -58,7 +58,8 @@ class LuceneDenseSystem:
         if self.split:
             parts.append(self.split)
         if self.recall:
-            parts.append("recall vs FAISS flat " + ", ".join(f"top-{d} {r:.3f}" for d, r in sorted(self.recall.items())))
+            parts.append("recall vs FAISS flat "
+                         + ", ".join(f"top-{d} {r:.3f}" for d, r in sorted(self.recall.items())))
         if self._user_note:
             parts.append(self._user_note)
         return "; ".join(parts)
@@ -85,8 +86,9 @@ class LuceneDenseSystem:
             meta = read_meta(index_dir)
         lucene_seconds = meta["spool_seconds"] + meta["lucene_seconds"]
         encode_seconds = meta.get("encode_seconds")
-        self.split = (f"encoding {encode_seconds:.0f}s + Lucene build {lucene_seconds:.1f}s" if encode_seconds is not None
-                      else f"Lucene build {lucene_seconds:.1f}s (encoding time not recorded)")
+        self.split = (f"encoding {encode_seconds:.0f}s + Lucene build {lucene_seconds:.1f}s"
+                      if encode_seconds is not None else
+                      f"Lucene build {lucene_seconds:.1f}s (encoding time not recorded)")
         self.note = self._describe()
         self.searcher = LuceneDenseSearcher(index_dir, encoder, ef_search=self.ef_search)
         return IndexInfo(meta["index_bytes"], None if encode_seconds is None else encode_seconds + lucene_seconds)

@@ -109,7 +109,8 @@ class LuceneIndexStats:
 
 def _line(docid: str, vector: np.ndarray) -> str:
     # 9 significant digits round-trip a float32 exactly
-    return '{"docid": %s, "vector": [%s]}\n' % (json.dumps(docid), ",".join(["%.9g"] * len(vector)) % tuple(vector.tolist()))
+    numbers = ",".join(["%.9g"] * len(vector)) % tuple(vector.tolist())
+    return '{"docid": %s, "vector": [%s]}\n' % (json.dumps(docid), numbers)
 
 
 def write_spool(chunks: Iterable[tuple[list[str], np.ndarray]], spool_dir, files: int = 1, total: int | None = None,
@@ -133,7 +134,8 @@ def write_spool(chunks: Iterable[tuple[list[str], np.ndarray]], spool_dir, files
     return n
 
 
-def _shard_chunks(vectors: ShardedVectors, index_dir, chunk: int = SPOOL_CHUNK) -> Iterator[tuple[list[str], np.ndarray]]:
+def _shard_chunks(vectors: ShardedVectors, index_dir,
+                  chunk: int = SPOOL_CHUNK) -> Iterator[tuple[list[str], np.ndarray]]:
     ids = vectors.iter_docids(index_dir)
     for start in range(0, len(vectors), chunk):
         block = vectors[start:start + chunk]
@@ -284,7 +286,8 @@ def _build(index_dir, config: LuceneIndexConfig, chunks, total: int, dim: int, m
         files = max(config.threads, -(-total // SPOOL_FILE_VECTORS))  # a progress step every file
         n = write_spool(chunks, spool, files=files, total=total, progress=progress)
         if n == 0:
-            raise InputFormatError(meta.get("vectors") or meta.get("corpus"), None, "holds no vectors; nothing to index")
+            raise InputFormatError(meta.get("vectors") or meta.get("corpus"), None,
+                                   "holds no vectors; nothing to index")
         t1 = time.perf_counter()
         counters = run_anserini_indexer(spool, lucene, config, total=n, progress=progress)
         t2 = time.perf_counter()

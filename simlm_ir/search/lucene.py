@@ -147,7 +147,8 @@ class LuceneDenseSearcher:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simlm_ir.search.lucene", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", required=True, help="Lucene index directory (python -m simlm_ir.index --backend lucene-*)")
+    p.add_argument("--index", required=True,
+                   help="Lucene index directory (python -m simlm_ir.index --backend lucene-*)")
     p.add_argument("--topics", required=True, help="TSV topics (qid<TAB>text) or an ir_datasets id")
     p.add_argument("--output", required=True, help="TREC run to write")
     p.add_argument("--hits", type=int, default=1000, help="hits per query (default: %(default)s)")
