@@ -143,9 +143,9 @@ def simd_kernels(jdk: str, n: int, dim: int, reps: int = 20) -> str:
 
 
 def report(res: dict) -> str:
+    encoding = f"; encoding (shared by all rows) {res['encode_s']:.0f} s" if res.get("encode_s") else ""
     head = (f"{res['dataset']}: {res['passages']} passages x {res['dim']} dims, {res['queries']} queries one at a "
-            f"time, top {res['hits']}; {res['anserini_jar']}; encoding (shared by all rows) "
-            f"{res['encode_s']:.0f} s" if res.get("encode_s") else "")
+            f"time, top {res['hits']}; {res['anserini_jar']}{encoding}")
     lines = [head, "",
              "| index | efSearch | size | build (s, after encoding) | p50 / p95 ms (encode + search) | search p50 ms | "
              "top-10 / top-100 recall vs FAISS flat | nDCG@10 | RR@10 |",
