@@ -151,7 +151,7 @@ def report(res: dict) -> str:
              "top-10 / top-100 recall vs FAISS flat | nDCG@10 | RR@10 |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        size = f"{r['index_bytes'] / 1e6:.1f} MB"
+        size = f"{r['index_bytes'] / 2**20:.1f} MB"  # MiB, as the leaderboard
         lines.append(f"| {r['system']} | {r['ef_search'] or '—'} | {size} | {r['build_s']:.1f} | "
                      f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} | {r['search_p50_ms']:.2f} | "
                      f"{r['recall@10_vs_flat']:.3f} / {r['recall@100_vs_flat']:.3f} | "
