@@ -233,3 +233,30 @@ def test_lineup_has_the_lucene_rows_and_their_hybrid():
     alone = extend_systems(build_systems(["lucene-hnsw"]), ["lucene-hnsw", "lucene-hybrid"], "debian-known-item/test",
                            alpha=0.5, say=said.append)
     assert len(alone) == 1 and said == ["skipping lucene-hybrid: it fuses the lucene-hnsw and BM25 systems; run both"]
+
+
+def test_benchmark_system_indexes_the_shared_shards_and_states_recall(setup, tmp_path):
+    """The lineup's Lucene system: encodes into the FAISS row's shard directory (so both engines
+    share one encoding), builds once, searches one query at a time and states its recall."""
+    from simlm_ir.bench.lucene import LuceneDenseSystem
+    from simlm_ir.data.datasets import LocalCollection
+
+    tiny = save_tiny_bert(tmp_path / "bert")  # fast to encode with; the system's mechanics are under test
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\ttext editor\nq2\tping utility\nq3\timage viewer\n")
+    (tmp_path / "qrels.txt").write_text("q1 0 2ping 1\nq2 0 2ping 1\nq3 0 2ping 1\n")
+    collection = LocalCollection(str(setup["corpus"]), str(topics), str(tmp_path / "qrels.txt"), name="tiny")
+    system = LuceneDenseSystem("SimLM (Lucene HNSW)", str(tiny), LuceneIndexConfig("lucene-hnsw"))
+    work = tmp_path / "work"
+    info = system.prepare(collection, work)
+    (shards,) = (work / "faiss").glob("cls-*/shards")
+    (index_dir,) = (work / "lucene-dense").iterdir()
+    assert info.size_bytes == json.loads((index_dir / "simlm_index.json").read_text())["index_bytes"] > 0
+    assert info.build_seconds is not None and "encoding" in system.note  # encoding time is recorded
+    result = system.search(collection.queries, 20)
+    assert {q: len(d) for q, d in result.run.items()} == {"q1": 20, "q2": 20, "q3": 20}
+    assert len(result.latencies_ms) == 3
+    assert system.recall[10] >= 0.99 and "recall vs FAISS flat top-10" in system.note
+    built = (index_dir / "simlm_index.json").stat().st_mtime_ns
+    system.prepare(collection, work)  # cached: neither re-encoded nor rebuilt
+    assert (index_dir / "simlm_index.json").stat().st_mtime_ns == built and shards.is_dir()
