@@ -106,11 +106,7 @@ def _extend_fusions(systems: list, names, dataset_id: str, alpha, tune_on, measu
         systems[index[name]] = cached(systems[index[name]])
     dense, sparse = systems[index["SimLM"]], systems[index["BM25"]]
     if "hybrid" in wanted:
-        split = tune_spec(tune_on)
-        split = default_tune_split(dataset_id) if split == AUTO else split
-        if isinstance(split, (list, tuple)):
-            raise SimLMIRError("--tune-on TOPICS QRELS is for file collections (benchmarks/run_beir.py --corpus or a "
-                               "BEIR directory); give a dataset id here")
+        split = _tuning_split(tune_on, dataset_id)
         if alpha is None and split is None:
             say(f"skipping hybrid: no held-out split known for {dataset_id}; "
                 "pass --alpha or --tune-on (a dataset, or dev TOPICS QRELS)")
@@ -121,15 +117,26 @@ def _extend_fusions(systems: list, names, dataset_id: str, alpha, tune_on, measu
         systems.append(FusionSystem(dense, sparse, "rrf", depth=depth))
 
 
+def _tuning_split(tune_on, dataset_id: str):
+    """The held-out dataset a hybrid's alpha is tuned on (None: none known)."""
+    split = tune_spec(tune_on)
+    split = default_tune_split(dataset_id) if split == AUTO else split
+    if isinstance(split, (list, tuple)):
+        raise SimLMIRError("--tune-on TOPICS QRELS is for file collections (benchmarks/run_beir.py --corpus or a "
+                           "BEIR directory); give a dataset id here")
+    return split
+
+
 def _add_lucene_hybrid(systems: list, dataset_id: str, alpha, tune_on, measure, grid, depth, say) -> None:
     """SimLM (Lucene HNSW) + BM25 interpolated: both indexes are Lucene indexes searched by Anserini."""
     index = {s.name: i for i, s in enumerate(systems)}
     if LUCENE_HNSW_ROW not in index or "BM25" not in index:
         say("skipping lucene-hybrid: it fuses the lucene-hnsw and BM25 systems; run both")
         return
-    split = default_tune_split(dataset_id) if tune_on == AUTO else tune_on
+    split = _tuning_split(tune_on, dataset_id)
     if alpha is None and split is None:
-        say(f"skipping lucene-hybrid: no held-out split known for {dataset_id}; pass --alpha or --tune-on DATASET")
+        say(f"skipping lucene-hybrid: no held-out split known for {dataset_id}; "
+            "pass --alpha or --tune-on (a dataset, or dev TOPICS QRELS)")
         return
     for name in (LUCENE_HNSW_ROW, "BM25"):
         systems[index[name]] = cached(systems[index[name]])
