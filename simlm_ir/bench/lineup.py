@@ -2,8 +2,9 @@
 
 ``colbert`` adds :class:`~simlm_ir.search.colbert.ColBERTSystem` with exact MaxSim over fp16 token vectors,
 ``colbert-plaid`` the same model over ColBERTv2's compressed PLAID index; ``hybrid`` and ``rrf`` fuse the lineup's
-SimLM and BM25 rows (:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with
-their own rows. Missing pieces skip a system with a one-line message, as
+SimLM and BM25 rows, ``lucene-hybrid`` its SimLM (Lucene HNSW) and BM25 rows
+(:class:`~simlm_ir.search.fusion.FusionSystem`), whose searches are then shared with their own rows.
+Missing pieces skip a system with a one-line message, as
 :func:`simlm_ir.bench.systems.build_systems` does.
 """
 
@@ -16,7 +17,8 @@ from typing import Callable
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
 
-BASELINE_CHOICES = ("colbert", "colbert-plaid", "hybrid", "rrf")
+BASELINE_CHOICES = ("colbert", "colbert-plaid", "hybrid", "rrf", "lucene-hybrid")
+LUCENE_HNSW_ROW = "SimLM (Lucene HNSW)"  # simlm_ir.bench.lucene's name for the lucene-hnsw system
 DEFAULT_COLBERT = "colbert"  # the shipped checkpoint (simlm_ir/resources/colbert-default) if there is one,
 LOCAL_COLBERT = "work/colbert-default"  # else one trained here with COLBERT_TRAIN_COMMAND
 COLBERT_TRAIN_COMMAND = (f"python -m simlm_ir.train.colbert --train-file work/default/bm25_negs.jsonl "
@@ -110,22 +112,26 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
             systems.append(ColBERTSystem(colbert, engine=engine, nbits=plaid_nbits))
         if engines == ["exact", "plaid"]:
             systems[-1].exact_twin = systems[-2].name
+    _extend_fusions(systems, names, dataset_id, alpha, tune_on, measure, grid, depth, say)
+    if "lucene-hybrid" in names:
+        _add_lucene_hybrid(systems, dataset_id, alpha, tune_on, measure, grid, depth, say)
+    return systems
+
+
+def _extend_fusions(systems: list, names, dataset_id: str, alpha, tune_on, measure, grid, depth, say) -> None:
+    """The SimLM (FAISS) + BM25 hybrid and RRF rows."""
     wanted = [n for n in ("hybrid", "rrf") if n in names]
     if not wanted:
-        return systems
+        return
     index = {s.name: i for i, s in enumerate(systems)}
     if "SimLM" not in index or "BM25" not in index:
         say(f"skipping {' and '.join(wanted)}: they fuse the SimLM and BM25 systems; run both")
-        return systems
+        return
     for name in ("SimLM", "BM25"):  # the fusions and the systems' own rows share one search each
         systems[index[name]] = cached(systems[index[name]])
     dense, sparse = systems[index["SimLM"]], systems[index["BM25"]]
     if "hybrid" in wanted:
-        split = tune_spec(tune_on)
-        split = default_tune_split(dataset_id) if split == AUTO else split
-        if isinstance(split, (list, tuple)):
-            raise SimLMIRError("--tune-on TOPICS QRELS is for file collections (benchmarks/run_beir.py --corpus or a "
-                               "BEIR directory); give a dataset id here")
+        split = _tuning_split(tune_on, dataset_id)
         if alpha is None and split is None:
             say(f"skipping hybrid: no held-out split known for {dataset_id}; "
                 "pass --alpha or --tune-on (a dataset, or dev TOPICS QRELS)")
@@ -134,4 +140,31 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
                                         measure=measure, depth=depth))
     if "rrf" in wanted:
         systems.append(FusionSystem(dense, sparse, "rrf", depth=depth))
-    return systems
+
+
+def _tuning_split(tune_on, dataset_id: str):
+    """The held-out dataset a hybrid's alpha is tuned on (None: none known)."""
+    split = tune_spec(tune_on)
+    split = default_tune_split(dataset_id) if split == AUTO else split
+    if isinstance(split, (list, tuple)):
+        raise SimLMIRError("--tune-on TOPICS QRELS is for file collections (benchmarks/run_beir.py --corpus or a "
+                           "BEIR directory); give a dataset id here")
+    return split
+
+
+def _add_lucene_hybrid(systems: list, dataset_id: str, alpha, tune_on, measure, grid, depth, say) -> None:
+    """SimLM (Lucene HNSW) + BM25 interpolated: both indexes are Lucene indexes searched by Anserini."""
+    index = {s.name: i for i, s in enumerate(systems)}
+    if LUCENE_HNSW_ROW not in index or "BM25" not in index:
+        say("skipping lucene-hybrid: it fuses the lucene-hnsw and BM25 systems; run both")
+        return
+    split = _tuning_split(tune_on, dataset_id)
+    if alpha is None and split is None:
+        say(f"skipping lucene-hybrid: no held-out split known for {dataset_id}; "
+            "pass --alpha or --tune-on (a dataset, or dev TOPICS QRELS)")
+        return
+    for name in (LUCENE_HNSW_ROW, "BM25"):
+        systems[index[name]] = cached(systems[index[name]])
+    systems.append(FusionSystem(systems[index[LUCENE_HNSW_ROW]], systems[index["BM25"]], "interpolation",
+                                alpha=alpha, tune_on=split, grid=grid, measure=measure, depth=depth,
+                                note="both served by Lucene (Anserini)"))

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from simlm_ir.bench.lucene import LUCENE_CHOICES, lucene_system
 from simlm_ir.data.corpus import corpus_fingerprint
 from simlm_ir.data.datasets import Collection, corpus_key
 from simlm_ir.search.base import IndexInfo, SearchResult
@@ -53,6 +54,14 @@ class BM25System:
         return self.searcher.batch_search(queries, k, threads=self.threads)
 
 
+def faiss_index_dir(work_dir, pooling: str, encoder, collection: Collection) -> tuple[Path, int]:
+    """Where the benchmark keeps an encoder's FAISS index (and encoded shards) of a collection,
+    keyed by weights and corpus content (the Lucene systems index the same shards), and the
+    collection's passage count."""
+    corpus_fp, n_passages = corpus_fingerprint(collection.passages())
+    return Path(work_dir) / "faiss" / f"{pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}", n_passages
+
+
 class DenseSystem:
     """A bi-encoder over an inner-product FAISS index in Pyserini's layout.
 
@@ -82,8 +91,7 @@ class DenseSystem:
         from simlm_ir.search.dense import DenseSearcher
 
         encoder = self._encoder()
-        corpus_fp, n_passages = corpus_fingerprint(collection.passages())
-        index_dir = Path(work_dir) / "faiss" / f"{self.pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}"
+        index_dir, n_passages = faiss_index_dir(work_dir, self.pooling, encoder, collection)
         timing = index_dir / "simlm_ir_build.json"
         if timing.exists() and (index_dir / "index").exists():
             seconds = json.loads(timing.read_text())["build_seconds"]
@@ -235,7 +243,7 @@ SIMLM_VARIANTS = {
     "simlm-hnsw": ("SimLM HNSW", dict(index_type="hnsw"), "HNSW graph (M 32, efConstruction 200, efSearch 128) "
                                                            "over fp32 vectors"),
 }
-SYSTEM_CHOICES = ("bm25", "minilm", "simlm", *SIMLM_VARIANTS, "recorded", "rerank")
+SYSTEM_CHOICES = ("bm25", "minilm", "simlm", *SIMLM_VARIANTS) + LUCENE_CHOICES + ("recorded", "rerank")
 
 
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
@@ -276,6 +284,13 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
             system = DenseSystem(label, simlm, note=note, index=IndexConfig(**config))
             system.exact_twin = "SimLM"
             systems.append(system)
+        elif name in LUCENE_CHOICES:  # SimLM served from Lucene
+            try:
+                resolve_checkpoint(simlm)
+            except CheckpointError as exc:
+                say(f"skipping {name}: {exc}")
+                continue
+            systems.append(lucene_system(name, simlm))
         elif name == "recorded" and recorded_dir is not None and Path(recorded_dir).is_dir():
             systems += [RecordedRunSystem(p) for p in sorted(Path(recorded_dir).glob("*.json"))]
         elif name == "rerank":

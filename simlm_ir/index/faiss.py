@@ -179,6 +179,7 @@ def encode_shard(passages: PassageSource, encoder, index_dir, shard_id: int = 0,
         total = max(0, math.ceil((total - shard_id) / shard_num))
     shard = itertools.islice(_fresh(passages), shard_id, None, shard_num)
     count = 0
+    started = time.perf_counter()
     with atomic_directory(out) as tmp, tqdm(total=total, desc=f"encode shard {shard_id}/{shard_num}",
                                             unit="psg", disable=not progress, dynamic_ncols=True) as bar:
         with open(tmp / SHARD_VECTORS, "wb") as vec_fh, open(tmp / DOCID_FILE, "w", encoding="utf-8") as id_fh:
@@ -197,7 +198,11 @@ def encode_shard(passages: PassageSource, encoder, index_dir, shard_id: int = 0,
                     bar.update(len(chunk))
         if count == 0 and shard_num == 1:
             raise InputFormatError(corpus_key, None, "corpus holds no passages; nothing to index")
-        (tmp / SHARD_META).write_text(json.dumps({**want, "count": count, "dim": int(encoder.dim)}, indent=1))
+        # encode_seconds: so an index built later from these vectors (e.g. in Lucene) can report
+        # its full build time, encoding included
+        (tmp / SHARD_META).write_text(json.dumps({**want, "count": count, "dim": int(encoder.dim),
+                                                  "encode_seconds": round(time.perf_counter() - started, 3)},
+                                                 indent=1))
     return out
 
 
