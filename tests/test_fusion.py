@@ -148,3 +148,33 @@ def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
     monkeypatch.setattr(simlm_ir.data.datasets, "load_collection",
                         lambda i, **_: FakeCollection(i, {"t1": "other"}, {}))
     FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)
+
+
+def pyserini_rrf_of_one_run(run, k, depth=None, hits=None):
+    """Pyserini's ``reciprocal_rank_fusion`` on one run: its merge needs two, so the second run holds
+    only a topic no query has (it contributes nothing to any real query)."""
+    from pyserini.fusion import reciprocal_rank_fusion
+    from pyserini.trectools import TrecRun
+
+    rows = [(q, "Q0", d, rank, s, "a") for q, docs in run.items() for rank, (d, s) in enumerate(ranked(docs), 1)]
+    dummy = TrecRun.from_list([("__no_such_query__", "Q0", "__no_doc__", 1, 0.0, "b")])
+    fused = reciprocal_rank_fusion([TrecRun.from_list(rows), dummy], rrf_k=k, depth=depth, k=hits)
+    out = {}
+    for q, d, s in fused.run_data[["topic", "docid", "score"]].itertuples(index=False):
+        if q != "__no_such_query__":
+            out.setdefault(q, {})[d] = s
+    return out
+
+
+def test_rrf_of_a_single_run_matches_pyserini():
+    """The one-run path (Pyserini's merge refuses a single run, so it is ours) against Pyserini."""
+    run = {"q": {"a": 9.0, "b": 8.5, "c": 7.0, "d": 7.0, "e": 1.0}, "r": {"x": 3.0, "y": 4.0}}
+    for k, depth, hits in ((60, None, None), (10, 3, None), (1, None, 2), (60, 4, 3)):
+        ours = rrf([run, {}], k=k, depth=depth, hits=hits)  # an empty second run leaves one run
+        theirs = pyserini_rrf_of_one_run(run, k, depth, hits)
+        assert set(ours) == set(theirs)
+        for q in theirs:
+            assert ours[q] == pytest.approx(theirs[q], rel=1e-12), (k, depth, hits, q)
+            assert [d for d, _ in ranked(ours[q])] == list(theirs[q])
+    # by hand: rank 1 scores 1 / (k + 1)
+    assert rrf([run], k=60)["r"] == pytest.approx({"y": 1 / 61, "x": 1 / 62})

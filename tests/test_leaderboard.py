@@ -1,6 +1,9 @@
 import csv
+import io
 
-from simlm_ir.eval.leaderboard import SystemResult, paired_p_value, to_markdown, write_leaderboard
+import pytest
+
+from simlm_ir.eval.leaderboard import SystemResult, paired_p_value, to_csv, to_markdown, write_leaderboard
 from simlm_ir.eval.measures import Evaluation
 
 
@@ -81,3 +84,49 @@ def test_published_rows_stay_in_their_own_table():
     assert "| ColBERTv2 | – |" in rest  # no published value for this measure
     assert "**0.6500**" in measured  # bold best is computed over measured rows only
     assert "reported in papers" not in to_markdown(rows, ["nDCG@10"], "toy")
+
+
+def markers(md: str, system: str) -> str:
+    """The significance markers in ``system``'s first metric cell of a Markdown leaderboard."""
+    line = next(ln for ln in md.splitlines() if ln.startswith(f"| {system} |") or ln.startswith(f"| {system} ("))
+    return "".join(c for c in line.split("|")[2] if c in "†‡")
+
+
+def test_markers_follow_the_p_values_both_ways():
+    """† (vs BM25) and ‡ (vs SimLM) appear exactly where a paired t-test, run here with SciPy, gives
+    p < 0.05, and never elsewhere."""
+    from scipy.stats import ttest_rel
+
+    n = 40
+    base = [0.1 * (i % 5) for i in range(n)]
+    simlm = [v + 0.2 + 0.01 * (i % 3) for i, v in enumerate(base)]
+    near_simlm = [v + (0.05 if i % 2 else -0.05) for i, v in enumerate(simlm)]  # differs from BM25, not SimLM
+    above_simlm = [v + 0.1 + 0.02 * (i % 4) for i, v in enumerate(simlm)]  # differs from both
+    near_base = [v + (0.03 if i % 2 else -0.03) for i, v in enumerate(base)]  # differs from SimLM, not BM25
+
+    def p(a, b):
+        return ttest_rel(a, b).pvalue
+
+    assert p(near_simlm, base) < 0.05 < p(near_simlm, simlm)
+    assert p(above_simlm, base) < 0.05 and p(above_simlm, simlm) < 0.05
+    assert p(near_base, simlm) < 0.05 < p(near_base, base)
+
+    rows = [result("BM25", base), result("SimLM", simlm), result("Near SimLM", near_simlm),
+            result("Above SimLM", above_simlm), result("Near BM25", near_base)]
+    md = to_markdown(rows, ["nDCG@10"])
+    assert markers(md, "BM25") == "‡"  # BM25 is significantly below SimLM: two-sided, so marked
+    assert markers(md, "SimLM") == "†"
+    assert markers(md, "Near SimLM") == "†"
+    assert markers(md, "Above SimLM") == "†‡"
+    assert markers(md, "Near BM25") == "‡"
+    table = {r["system"]: r for r in csv.DictReader(io.StringIO(to_csv(rows, ["nDCG@10"])))}
+    assert float(table["Near SimLM"]["p(nDCG@10 vs SimLM)"]) == pytest.approx(p(near_simlm, simlm), rel=1e-6)
+    assert float(table["Near BM25"]["p(nDCG@10 vs BM25)"]) == pytest.approx(p(near_base, base), rel=1e-6)
+
+
+def test_no_marker_when_nothing_is_significant():
+    base = [0.1 * (i % 5) for i in range(40)]
+    same_ish = [v + (0.05 if i % 2 else -0.05) for i, v in enumerate(base)]
+    md = to_markdown([result("BM25", base), result("SimLM", same_ish), result("Other", base)], ["nDCG@10"])
+    for name in ("BM25", "SimLM", "Other"):
+        assert markers(md, name) == "", name
