@@ -130,3 +130,27 @@ def test_no_marker_when_nothing_is_significant():
     md = to_markdown([result("BM25", base), result("SimLM", same_ish), result("Other", base)], ["nDCG@10"])
     for name in ("BM25", "SimLM", "Other"):
         assert markers(md, name) == "", name
+
+
+def test_summary_averages_only_systems_measured_everywhere():
+    from simlm_ir.eval.leaderboard import PublishedRow, summary_markdown
+
+    def row(name, value):
+        return SystemResult(name, Evaluation({"nDCG@10": value, "RR@10": 1 - value}, {}))
+
+    per_dataset = {"beir/scifact/test": [row("BM25", 0.6), row("SimLM", 0.7)],
+                   "debian-known-item/test": [row("BM25", 0.25), row("SimLM", 0.45), row("ColBERT", 0.5)]}
+    published = {"beir/scifact/test": [PublishedRow("SimLM (paper)", {"nDCG@10": 0.714}),
+                                       PublishedRow("Other (paper)", {"RR@10": 0.3})]}
+    md = summary_markdown(per_dataset, "nDCG@10", "toy", published)
+    lines = md.splitlines()
+    assert lines[0] == "### toy"
+    assert "| System | scifact | debian-known-item/test | Average |" in lines
+    assert "| BM25 | 0.6000 | 0.2500 | 0.4250 |" in lines
+    assert "| SimLM | 0.7000 | 0.4500 | 0.5750 |" in lines
+    assert "| ColBERT | – | 0.5000 | – |" in lines  # not averaged over an easier subset
+    measured, _, pub = md.partition("(reported in papers, not measured here)")
+    assert "0.714" not in measured and "| SimLM (paper) | 0.714 | – | – |" in pub
+    assert "Other (paper)" not in md  # no published value for this measure
+    rr = summary_markdown(per_dataset, "RR@10")
+    assert rr.splitlines()[0] == "### RR@10 per collection" and "| BM25 | 0.4000 | 0.7500 | 0.5750 |" in rr
