@@ -288,7 +288,8 @@ def test_distillation_reads_each_teacher_score_beside_its_own_passage(tiny, tmp_
             v.clear()
         scores = _distinct_teacher_scores(tiny, tmp_path / f"teacher-{permute}.jsonl", permute)
         rec = ft.finetune(_cfg(tiny, tmp_path / f"kd-{permute}", train_file=str(tmp_path / f"teacher-{permute}.jsonl"),
-                               kd_teacher=True, max_steps=1, group_size=G, batch_size=2, tau=tau, kd_alpha=0.0))
+                               kd_teacher=str(tmp_path / f"teacher-{permute}.jsonl"), max_steps=1, group_size=G,
+                               batch_size=2, tau=tau, kd_alpha=0.0))
         assert len(calls["kd"]) == 1 and len(calls["passages"]) == 1 and len(calls["queries"]) == 1
         q, p, teacher, _, _ = calls["kd"][0]
         qids, flat = calls["queries"][0], calls["passages"][0]
