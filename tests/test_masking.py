@@ -101,3 +101,23 @@ def test_masks_reproducible_from_seed(tokenizer, batch):
     b = masker.mask(batch["input_ids"], 0.3, torch.Generator().manual_seed(5), batch["attention_mask"])
     c = masker.mask(batch["input_ids"], 0.3, torch.Generator().manual_seed(6), batch["attention_mask"])
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_each_row_gets_exactly_its_share_of_tokens(tokenizer, batch):
+    """Exact-count masking (as the reference collator): per row, the encoder masks round(0.3 L) of
+    its L maskable tokens and the decoder adds round(2/7 of what is left); L is counted here from the
+    tokenizer's special ids and the attention mask, not from the masker."""
+    masker = WholeWordMasker(tokenizer)
+    masks = masker.encoder_decoder_masks(batch["input_ids"], 0.3, 0.5, torch.Generator().manual_seed(3),
+                                         batch["attention_mask"])
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    total_enc = total_dec = total = 0
+    for row in range(batch["input_ids"].shape[0]):
+        L = int((~special[row]).sum())
+        enc = int(L * 0.3 + 0.5)
+        dec = enc + int((L - enc) * (0.2 / 0.7) + 0.5)
+        assert int(masks.encoder[row].sum()) == enc, f"row {row}: L={L}"
+        assert int(masks.decoder[row].sum()) == dec, f"row {row}: L={L}"
+        total_enc, total_dec, total = total_enc + enc, total_dec + dec, total + L
+    # over the batch the rates are within rounding of 30% and 50% (a 7% error would be 2 points off)
+    assert abs(total_enc / total - 0.30) < 0.005 and abs(total_dec / total - 0.50) < 0.005

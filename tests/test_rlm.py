@@ -186,3 +186,90 @@ def test_non_bert_checkpoint_is_a_checkpoint_error(tmp_path, model_type):
 def test_from_pretrained_needs_a_simlm_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="simlm_pretrain.json"):
         SimLMForPretraining.from_pretrained(tmp_path)
+
+
+def constant_generator(tokenizer, token: str = "zebra") -> UnigramGenerator:
+    """A generator that always writes ``token`` (absent from the test passages), so each corrupted
+    copy shows exactly which positions were replaced."""
+    counts = torch.zeros(len(tokenizer))
+    counts[tokenizer.convert_tokens_to_ids(token)] = 1
+    return UnigramGenerator(counts, tokenizer.all_special_ids)
+
+
+def decoder_loss_by_hand(model, batch, cls_vectors, decoder_ids, positions):
+    """Second implementation of the decoder's loss, row by row on unpadded rows (no attention mask):
+    embeddings written out from the weight matrices (token type 0), the encoder's [CLS] at position 0,
+    the decoder layers, the encoder's MLM head, cross-entropy to the original token at ``positions``."""
+    emb = model.encoder.bert.embeddings
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in range(batch["input_ids"].shape[0]):
+            n = int(batch["attention_mask"][row].sum())
+            ids = decoder_ids[row, :n]
+            x = emb.LayerNorm(emb.word_embeddings.weight[ids] + emb.position_embeddings.weight[:n]
+                              + emb.token_type_embeddings.weight[0])
+            h = torch.cat([cls_vectors[row][None], x[1:]])[None]
+            for layer in model.decoder:
+                h = layer(h)
+                h = h[0] if isinstance(h, tuple) else h
+            logits = model.encoder.cls(h[0])
+            pos = positions[row, :n]
+            total += float(F.cross_entropy(logits[pos], batch["input_ids"][row, :n][pos], reduction="sum"))
+            count += int(pos.sum())
+    return total / count
+
+
+def sharp_model(tokenizer, objective="rlm"):
+    """A tiny model with wide initial weights: its predictions are far from uniform, so a loss over
+    the wrong positions or from the wrong input differs clearly from the right one."""
+    torch.manual_seed(0)
+    model = SimLMForPretraining.from_encoder("scratch", SimLMConfig(objective=objective), tokenizer=tokenizer,
+                                             config_overrides=TINY + ",initializer_range=0.2")
+    model.generator = constant_generator(tokenizer)
+    return model.eval()
+
+
+def test_each_copy_is_corrupted_exactly_at_its_own_mask(tokenizer, batch):
+    gen = constant_generator(tokenizer)
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    assert not (batch["input_ids"] == zebra).any()
+    model = tiny_model(tokenizer, generator=gen).eval()
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    assert m.encoder.any() and (m.decoder & ~m.encoder).any()
+    assert torch.equal(out.encoder_input_ids == zebra, m.encoder)
+    assert torch.equal(out.decoder_input_ids == zebra, m.decoder)
+    assert torch.equal(out.decoder_input_ids[~m.decoder], batch["input_ids"][~m.decoder])
+
+
+def test_decoder_loss_by_hand_over_every_non_special_position_of_its_own_copy(tokenizer, batch):
+    model = sharp_model(tokenizer)
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    cls = out.encoder_last_hidden_state[:, 0].detach()
+    want = decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, ~special)
+    assert out.decoder_loss.item() == pytest.approx(want, rel=1e-5)
+    # the check can tell the decoder's copy from the encoder's, and all positions from masked ones
+    assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.encoder_input_ids, ~special), rel=1e-3)
+    assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, m.decoder), rel=1e-3)
+
+
+@pytest.mark.parametrize("objective", ["enc-dec-mlm", "mlm"])
+def test_mlm_style_objectives_score_only_the_masked_positions(tokenizer, batch, objective):
+    """The ablation baselines: loss at masked positions only (RLM's is at every position)."""
+    model = sharp_model(tokenizer, objective)
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    logits = model.encoder(input_ids=out.encoder_input_ids, attention_mask=batch["attention_mask"],
+                           token_type_ids=batch["token_type_ids"]).logits
+    at = m.encoder & ~special
+    assert out.encoder_loss.item() == pytest.approx(F.cross_entropy(logits[at], batch["input_ids"][at]).item(), rel=1e-5)
+    if objective == "mlm":
+        assert out.decoder_loss.item() == 0.0 and out.loss.item() == pytest.approx(out.encoder_loss.item())
+    else:
+        cls = out.encoder_last_hidden_state[:, 0].detach()
+        want = decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, m.decoder & ~special)
+        assert out.decoder_loss.item() == pytest.approx(want, rel=1e-5)
+        assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, ~special), rel=1e-3)
