@@ -165,9 +165,8 @@ def test_sigkill_while_writing_a_checkpoint_then_resume_is_bit_identical(corpus,
     """``python -m simlm_ir.train.pretrain`` killed with SIGKILL inside its second checkpoint write
     (encoder and decoder saved, trainer state not), then resumed: encoder and decoder weights
     bit-identical to an uninterrupted run, each step logged once with the same values, no temp left."""
-    from safetensors.torch import load_file
-
     from crash import hidden_entries, kill_at
+    from safetensors.torch import load_file
 
     part, full = tmp_path / "part", tmp_path / "full"
     kw = dict(max_steps=8, save_steps=2, batch_size=2, threads=1)
