@@ -274,3 +274,23 @@ def test_mlm_style_objectives_score_only_the_masked_positions(tokenizer, batch, 
         want = decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, m.decoder & ~special)
         assert out.decoder_loss.item() == pytest.approx(want, rel=1e-5)
         assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, ~special), rel=1e-3)
+
+
+def test_reload_keeps_non_default_settings_and_refuses_an_incomplete_decoder(tokenizer, tmp_path):
+    """What a resumed run reloads must be the run it saved: every SimLMConfig field, and all of the
+    decoder (a missing tensor is an error, not a silently fresh layer)."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    cfg = SimLMConfig(encoder_mask_rate=0.15, decoder_mask_rate=0.15, decoder_layers=1, objective="enc-dec-mlm")
+    model = SimLMForPretraining.from_encoder("scratch", cfg, tokenizer=tokenizer, config_overrides=TINY)
+    path = tmp_path / "nested" / "run"  # parents are created
+    model.save_pretrained(path)
+    loaded = SimLMForPretraining.from_pretrained(path)
+    assert loaded.config == cfg and len(loaded.decoder) == 1
+    for (name, a), b in zip(model.decoder.state_dict().items(), loaded.decoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    weights = load_file(str(path / "decoder.safetensors"))
+    save_file({k: v for k, v in list(weights.items())[1:]}, str(path / "decoder.safetensors"))
+    with pytest.raises((RuntimeError, CheckpointError), match="(?i)missing"):
+        SimLMForPretraining.from_pretrained(path)
