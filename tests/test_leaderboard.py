@@ -154,3 +154,31 @@ def test_summary_averages_only_systems_measured_everywhere():
     assert "Other (paper)" not in md  # no published value for this measure
     rr = summary_markdown(per_dataset, "RR@10")
     assert rr.splitlines()[0] == "### RR@10 per collection" and "| BM25 | 0.4000 | 0.7500 | 0.5750 |" in rr
+
+
+def test_summary_markdown_exactly():
+    """The whole summary table, written out by hand: default measure nDCG@10, beir/ ids shortened,
+    published systems averaged like measured ones (3 digits)."""
+    from simlm_ir.eval.leaderboard import PublishedRow, summary_markdown
+
+    def row(name, value):
+        return SystemResult(name, Evaluation({"nDCG@10": value}, {}))
+
+    per_dataset = {"beir/scifact/test": [row("BM25", 0.6)], "beir/nfcorpus": [row("BM25", 0.3)],
+                   "beir": [row("BM25", 0.5)]}
+    published = {"beir/scifact/test": [PublishedRow("SimLM (paper)", {"nDCG@10": 0.7})],
+                 "beir/nfcorpus": [PublishedRow("SimLM (paper)", {"nDCG@10": 0.35})],
+                 "beir": [PublishedRow("SimLM (paper)", {"nDCG@10": 0.6})]}
+    assert summary_markdown(per_dataset, published=published) == "\n".join([
+        "### nDCG@10 per collection",
+        "",
+        "| System | scifact | nfcorpus | beir | Average |",
+        "|---|---|---|---|---|",
+        "| BM25 | 0.6000 | 0.3000 | 0.5000 | 0.4667 |",
+        "",
+        "#### Published (reported in papers, not measured here)",
+        "",
+        "| System (published) | scifact | nfcorpus | beir | Average |",
+        "|---|---|---|---|---|",
+        "| SimLM (paper) | 0.700 | 0.350 | 0.600 | 0.550 |",
+    ]) + "\n"
