@@ -294,3 +294,28 @@ def test_reload_keeps_non_default_settings_and_refuses_an_incomplete_decoder(tok
     save_file({k: v for k, v in list(weights.items())[1:]}, str(path / "decoder.safetensors"))
     with pytest.raises((RuntimeError, CheckpointError), match="(?i)missing"):
         SimLMForPretraining.from_pretrained(path)
+
+
+def test_train_mode_reaches_encoder_and_decoder_but_never_the_generator(tokenizer):
+    model = tiny_model(tokenizer, generator=biased_generator(tokenizer, {"apple": 1.0}))
+    model.train()
+    assert model.training and model.encoder.training and all(layer.training for layer in model.decoder)
+    assert not model.generator.training and not model.generator.model.training
+    model.eval()
+    assert not model.encoder.training and not any(layer.training for layer in model.decoder)
+
+
+def test_per_position_draws_replace_the_rng(tokenizer, batch):
+    """With ``uniforms`` (what pre-training passes, so samples do not depend on the batch split) the
+    copies are a function of the draws alone: another rng seed changes nothing, other draws do."""
+    model = tiny_model(tokenizer).eval()
+    m = masks(tokenizer, batch)
+    g = torch.Generator().manual_seed(1)
+    u = (torch.rand(batch["input_ids"].shape, generator=g), torch.rand(batch["input_ids"].shape, generator=g))
+    args = (batch["input_ids"], batch["attention_mask"], m.encoder, m.decoder, batch["token_type_ids"])
+    a = model(*args, rng=torch.Generator().manual_seed(0), uniforms=u)
+    b = model(*args, rng=torch.Generator().manual_seed(99), uniforms=u)
+    c = model(*args, rng=torch.Generator().manual_seed(0), uniforms=(u[1], u[0]))
+    assert torch.equal(a.encoder_input_ids, b.encoder_input_ids) and torch.equal(a.decoder_input_ids, b.decoder_input_ids)
+    assert not torch.equal(a.encoder_input_ids, c.encoder_input_ids)
+    assert not torch.equal(a.decoder_input_ids, c.decoder_input_ids)
