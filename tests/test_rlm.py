@@ -316,6 +316,7 @@ def test_per_position_draws_replace_the_rng(tokenizer, batch):
     a = model(*args, rng=torch.Generator().manual_seed(0), uniforms=u)
     b = model(*args, rng=torch.Generator().manual_seed(99), uniforms=u)
     c = model(*args, rng=torch.Generator().manual_seed(0), uniforms=(u[1], u[0]))
-    assert torch.equal(a.encoder_input_ids, b.encoder_input_ids) and torch.equal(a.decoder_input_ids, b.decoder_input_ids)
+    assert torch.equal(a.encoder_input_ids, b.encoder_input_ids)
+    assert torch.equal(a.decoder_input_ids, b.decoder_input_ids)
     assert not torch.equal(a.encoder_input_ids, c.encoder_input_ids)
     assert not torch.equal(a.decoder_input_ids, c.decoder_input_ids)
