@@ -182,3 +182,27 @@ def test_summary_markdown_exactly():
         "|---|---|---|---|---|",
         "| SimLM (paper) | 0.700 | 0.350 | 0.600 | 0.550 |",
     ]) + "\n"
+
+
+def test_csv_rows_by_hand():
+    """leaderboard.csv: plain numbers (6 digits), p-values per baseline present, latency 3 and index
+    time 2 digits, empty cells for what was not measured, and the number of queries."""
+    from scipy.stats import ttest_rel
+
+    base, other = [0.2, 0.4, 0.1, 0.3], [0.5, 0.6, 0.2, 0.7]
+    rows = [result("BM25", base, index_bytes=3 * 1024 ** 2, latency_ms=1.23456, encode_s=12.345, note="k1=0.9"),
+            result("Dense", other)]
+    text = to_csv(rows, ["nDCG@10"])
+    p = ttest_rel(other, base).pvalue
+    assert text.splitlines() == [
+        "system,note,nDCG@10,p(nDCG@10 vs BM25),index_bytes,latency_ms,index_time_s,queries",
+        "BM25,k1=0.9,0.250000,,3145728,1.235,12.35,4",
+        f"Dense,,0.500000,{p:.6f},,,,4",
+    ]
+
+
+def test_index_sizes_in_binary_units():
+    from simlm_ir.eval.leaderboard import _fmt_size
+
+    assert [_fmt_size(n) for n in (None, 0, 1023, 1024, 1536, 1024 ** 2, 5 * 1024 ** 3, 3 * 1024 ** 4)] == \
+        ["–", "0 B", "1023 B", "1.0 KB", "1.5 KB", "1.0 MB", "5.0 GB", "3072.0 GB"]

@@ -121,3 +121,16 @@ def test_each_row_gets_exactly_its_share_of_tokens(tokenizer, batch):
         total_enc, total_dec, total = total_enc + enc, total_dec + dec, total + L
     # over the batch the rates are within rounding of 30% and 50% (a 7% error would be 2 points off)
     assert abs(total_enc / total - 0.30) < 0.005 and abs(total_dec / total - 0.50) < 0.005
+
+
+def test_both_masks_follow_the_callers_generator_and_rate_bounds(tokenizer, batch):
+    masker = WholeWordMasker(tokenizer)
+
+    def pair(seed):
+        return masker.encoder_decoder_masks(batch["input_ids"], 0.3, 0.5, torch.Generator().manual_seed(seed),
+                                            batch["attention_mask"])
+
+    a, b, c = pair(5), pair(5), pair(6)
+    assert torch.equal(a.encoder, b.encoder) and torch.equal(a.decoder, b.decoder)
+    assert not torch.equal(a.encoder, c.encoder) and not torch.equal(a.decoder & ~a.encoder, c.decoder & ~c.encoder)
+    assert extra_mask_rate(0.0, 0.5) == 0.5 and extra_mask_rate(0.3, 1.0) == 1.0
