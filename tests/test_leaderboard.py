@@ -206,3 +206,33 @@ def test_index_sizes_in_binary_units():
 
     assert [_fmt_size(n) for n in (None, 0, 1023, 1024, 1536, 1024 ** 2, 5 * 1024 ** 3, 3 * 1024 ** 4)] == \
         ["–", "0 B", "1023 B", "1.0 KB", "1.5 KB", "1.0 MB", "5.0 GB", "3072.0 GB"]
+
+
+def test_markdown_table_exactly():
+    """A small leaderboard written out by hand: bold best per column, '–' for what is missing,
+    sizes/latency/index time formatted, the marker legend, then the published table apart."""
+    from simlm_ir.eval.leaderboard import PublishedRow
+
+    bm25 = SystemResult("BM25", Evaluation({"nDCG@10": 0.25, "RR@10": 0.5},
+                                           {"nDCG@10": {"q1": 0.2, "q2": 0.3, "q3": 0.25}}),
+                        index_bytes=2048, latency_ms=1.5, encode_s=3.26)
+    dense = SystemResult("Dense", Evaluation({"nDCG@10": 0.3}, {"nDCG@10": {"q1": 0.1, "q2": 0.6, "q3": 0.2}}),
+                         note="tiny")
+    md = to_markdown([bm25, dense], ["nDCG@10", "RR@10"], "toy",
+                     published=[PublishedRow("Paper", {"nDCG@10": 0.5}, "Someone 2024")])
+    assert md == "\n".join([
+        "### toy",
+        "",
+        "| System | nDCG@10 | RR@10 | Index size | Latency (ms/q) | Index time (s) |",
+        "|---|---|---|---|---|---|",
+        "| BM25 | 0.2500 | **0.5000** | 2.0 KB | 1.5 | 3.3 |",
+        "| Dense (tiny) | **0.3000** | – | – | – | – |",
+        "",
+        "† p < 0.05 vs BM25 (paired t-test). Best value per column in bold.",
+        "",
+        "#### Published (reported in papers, not measured here)",
+        "",
+        "| System (published) | nDCG@10 | Source |",
+        "|---|---|---|",
+        "| Paper | 0.500 | Someone 2024 |",
+    ]) + "\n"
