@@ -258,3 +258,29 @@ def test_fusion_system_search_cuts_to_k_uses_its_settings_and_adds_fusion_time(t
     want = interpolate(runs_a, runs_b, 0.5, normalization=True)
     assert got == {q: dict(list(want[q].items())[:2]) for q in queries}
     assert len(got["q1"]) == 2 and got["q1"] != interpolate(runs_a, runs_b, 0.5, normalization=False, hits=2)["q1"]
+
+
+def test_fusion_system_tunes_to_the_best_alpha_on_dev_not_the_largest(tmp_path, monkeypatch):
+    import simlm_ir.data.datasets
+
+    dev = FakeCollection("toy/dev", {"d1": "x", "d2": "y"}, {"d1": {"r1": 1}, "d2": {"r2": 1}})
+    test = FakeCollection("toy/test", {"t1": "z"}, {"t1": {"a": 1}})
+    # dense ranks the answer 2nd; sparse 1st but with a big score gap elsewhere, so only a small
+    # alpha lifts it without letting sparse's wrong top document through
+    runs_a = {"d1": {"w": 0.9, "r1": 0.85, "v": 0.1}, "d2": {"w": 0.9, "r2": 0.85, "v": 0.1}}
+    runs_b = {"d1": {"v": 10.0, "r1": 6.0, "w": 0.0}, "d2": {"v": 10.0, "r2": 6.0, "w": 0.0}}
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
+    seen = []
+
+    class Recording(FakeSystem):
+        def search(self, queries, k):
+            seen.append(k)
+            return super().search(queries, k)
+
+    grid = [0.0, 0.5, 1.0, 3.0]
+    want = alpha_sweep(runs_a, runs_b, dev.qrels, grid=grid, hits=7)
+    best = max(want.values())
+    assert [a for a in grid if want[a] == best] == [0.5, 1.0] and want[3.0] < best  # a tie, then worse
+    hybrid = FusionSystem(Recording("dense", runs_a), Recording("BM25", runs_b), tune_on="toy/dev", grid=grid, depth=7)
+    hybrid.prepare(test, tmp_path)
+    assert hybrid.alpha == 0.5 and hybrid.sweep == want and seen == [7, 7]
