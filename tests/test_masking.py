@@ -134,3 +134,12 @@ def test_both_masks_follow_the_callers_generator_and_rate_bounds(tokenizer, batc
     assert torch.equal(a.encoder, b.encoder) and torch.equal(a.decoder, b.decoder)
     assert not torch.equal(a.encoder, c.encoder) and not torch.equal(a.decoder & ~a.encoder, c.decoder & ~c.encoder)
     assert extra_mask_rate(0.0, 0.5) == 0.5 and extra_mask_rate(0.3, 1.0) == 1.0
+
+
+def test_rows_with_nothing_or_one_word_to_mask_do_not_stop_the_rest(tokenizer):
+    masker = WholeWordMasker(tokenizer)
+    enc = tokenizer(["", "debian", "the package manager installs software"], padding=True, return_tensors="pt")
+    m = masker.mask(enc["input_ids"], 1.0, torch.Generator().manual_seed(0), enc["attention_mask"])
+    maskable = ~masker.special_positions(enc["input_ids"], enc["attention_mask"])
+    assert not maskable[0].any() and maskable[1].any() and enc.word_ids(1).count(0) == int(maskable[1].sum())
+    assert torch.equal(m, maskable)  # rate 1: every maskable token of every row, the 1-word row included
