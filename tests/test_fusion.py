@@ -185,7 +185,7 @@ def test_interpolation_keeps_queries_of_either_run_and_breaks_ties_by_docid():
     # Pyserini's defaults min 0, max 1: -0.5 everywhere; secondary x .5, y -.5, times alpha .5)
     only_b = interpolate({"q1": {"a": 1.0}}, {"q2": {"x": 3.0, "y": 1.0}}, alpha=0.5)
     assert only_b["q2"] == pytest.approx({"x": -0.25, "y": -0.75}) and list(only_b) == ["q1", "q2"]
-    # 40 documents with the same fused score (more than a small-array sort keeps stable by luck)
+    # 40 documents with the same fused score come back in docid order
     docs = {f"d{i:02d}": 1.0 for i in range(40)}
     fused = interpolate({"q": docs}, {"q": dict(docs)}, alpha=1.0)["q"]
     assert list(fused) == sorted(docs)
