@@ -269,7 +269,7 @@ def test_fusion_system_tunes_to_the_best_alpha_on_dev_not_the_largest(tmp_path, 
     # alpha lifts it without letting sparse's wrong top document through
     runs_a = {"d1": {"w": 0.9, "r1": 0.85, "v": 0.1}, "d2": {"w": 0.9, "r2": 0.85, "v": 0.1}}
     runs_b = {"d1": {"v": 10.0, "r1": 6.0, "w": 0.0}, "d2": {"v": 10.0, "r2": 6.0, "w": 0.0}}
-    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i: {"toy/dev": dev, "toy/test": test}[i])
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: {"toy/dev": dev, "toy/test": test}[i])
     seen = []
 
     class Recording(FakeSystem):
