@@ -338,3 +338,42 @@ def test_cli_builds_index_and_reports_size(tmp_path, corpus, capsys):
                      str(tmp_path / "x"), "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "nope.jsonl" in err and "Loading weights" not in err  # fails before loading a model
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_sharded_build_then_resume_gives_the_same_index(tmp_path, capsys):
+    """``python -m simlm_ir.index --shard-num 3`` killed with SIGKILL while encoding shard 1, then run
+    again: shard 0 is re-used, the rest encoded, and index, docid file and shard vectors are
+    bit-identical to an uninterrupted build, with no temp directory left."""
+    import tiny as tiny_data
+    from crash import hidden_entries, kill_at, torch_threads
+
+    bert = tiny_data.save_tiny_bert(tmp_path / "bert")
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+
+    def args(out):
+        return ["--corpus", str(corpus), "--encoder", str(bert), "--index", str(out), "--shard-num", "3",
+                "--device", "cpu", "--threads", "1", "--batch-size", "4", "--no-progress"]
+
+    part, full = tmp_path / "part", tmp_path / "full"
+    kill_at("simlm_ir.index", args(part), "simlm_ir.encode.encoder:SimLMEncoder.encode_passages", nth=2,
+            tmp=tmp_path)
+    shards = part / "shards"
+    assert [p.name for p in shards.iterdir() if not p.name.startswith(".")] == ["0000-of-0003"]
+    assert any(n.startswith(".0001-of-0003.") for n in hidden_entries(shards)) and not (part / "index").exists()
+
+    with torch_threads(1):
+        assert index_main(args(part)) == 0
+        out = capsys.readouterr().out
+        assert "encoded 2 shard(s)" in out and "re-used 1" in out, out
+        assert index_main(args(full)) == 0
+    assert hidden_entries(part) == []
+    assert (part / "docid").read_bytes() == (full / "docid").read_bytes()
+    a, b = faiss.read_index(str(part / "index")), faiss.read_index(str(full / "index"))
+    assert a.ntotal == b.ntotal == len(PASSAGES)
+    assert np.array_equal(a.reconstruct_n(0, a.ntotal), b.reconstruct_n(0, b.ntotal))
+    for k in range(3):
+        name = f"{k:04d}-of-0003"
+        assert (part / "shards" / name / "embeddings.f32").read_bytes() == \
+            (full / "shards" / name / "embeddings.f32").read_bytes()
+    assert json.loads((part / "simlm_index.json").read_text())["passages"] == len(PASSAGES)

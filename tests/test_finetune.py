@@ -233,3 +233,113 @@ def test_kd_with_dev_eval_resumes_bit_identically(tiny, tmp_path):
     best = json.loads((tmp_path / "full" / "best_eval.json").read_text())
     evaluator = DevEvaluator(QUERIES, QRELS, {d: ("-", t) for d, t in DOCS.items()})
     assert evaluator(SimLMEncoder(str(tmp_path / "full"), device="cpu")) == pytest.approx(best["RR@10"], abs=1e-9)
+
+
+def _distinct_teacher_scores(tiny, path, permute: bool = False) -> dict[str, dict[str, float]]:
+    """The training file with distinct teacher scores per (query, document); ``permute`` moves each
+    query's scores to other documents of the same query (reversed order)."""
+    examples = read_train_file(tiny / "train.jsonl")
+    scores = {}
+    for qi, ex in enumerate(examples):
+        docs = ex.positives + ex.negatives
+        values = [4.0 - 1.3 * rank + 0.17 * qi for rank in range(len(docs))]
+        if permute:
+            values = values[::-1]
+        ex.teacher_scores = scores[ex.query_id] = dict(zip(docs, values))
+    write_train_file(examples, path)
+    return scores
+
+
+@pytest.mark.slow
+def test_distillation_reads_each_teacher_score_beside_its_own_passage(tiny, tmp_path, monkeypatch):
+    """Where fine-tuning builds the teacher matrix: row i, column j must be the teacher's score of the
+    j-th passage encoded for query i, and the logged loss must be KL(teacher || student) over the group
+    recomputed by hand from the vectors the model produced (kd_alpha 0: the KL alone)."""
+    import math
+
+    import simlm_ir.train.finetune as ft
+    from simlm_ir.encode.encoder import SimLMEncoder
+
+    text_to_id = {t: d for d, t in DOCS.items()}
+    query_to_id = {t: q for q, t in QUERIES.items()}
+    calls = {"kd": [], "passages": [], "queries": []}
+    real_kd, real_tp, real_tq = ft.distillation_loss, SimLMEncoder.tokenize_passages, SimLMEncoder.tokenize_queries
+
+    def spy_kd(q, p, teacher, *args, **kw):
+        calls["kd"].append((q.detach().clone(), p.detach().clone(), teacher.detach().clone(), args, kw))
+        return real_kd(q, p, teacher, *args, **kw)
+
+    def spy_tp(self, texts, *args, **kw):
+        calls["passages"].append([text_to_id[t] for t in texts])
+        return real_tp(self, texts, *args, **kw)
+
+    def spy_tq(self, queries, *args, **kw):
+        calls["queries"].append([query_to_id[t] for t in queries])
+        return real_tq(self, queries, *args, **kw)
+
+    monkeypatch.setattr(ft, "distillation_loss", spy_kd)
+    monkeypatch.setattr(SimLMEncoder, "tokenize_passages", spy_tp)
+    monkeypatch.setattr(SimLMEncoder, "tokenize_queries", spy_tq)
+
+    G, tau = 3, 0.05
+    losses = []
+    for permute in (False, True):
+        for v in calls.values():
+            v.clear()
+        scores = _distinct_teacher_scores(tiny, tmp_path / f"teacher-{permute}.jsonl", permute)
+        rec = ft.finetune(_cfg(tiny, tmp_path / f"kd-{permute}", train_file=str(tmp_path / f"teacher-{permute}.jsonl"),
+                               kd_teacher=str(tmp_path / f"teacher-{permute}.jsonl"), max_steps=1, group_size=G,
+                               batch_size=2, tau=tau, kd_alpha=0.0))
+        assert len(calls["kd"]) == 1 and len(calls["passages"]) == 1 and len(calls["queries"]) == 1
+        q, p, teacher, _, _ = calls["kd"][0]
+        qids, flat = calls["queries"][0], calls["passages"][0]
+        assert len(flat) == len(qids) * G and p.shape[0] == len(flat)
+        want = [[scores[qid][flat[i * G + j]] for j in range(G)] for i, qid in enumerate(qids)]
+        assert teacher.tolist() == [pytest.approx(row, abs=1e-6) for row in want]
+        # KL(teacher || student) by hand: student = softmax over the query's own group of q.p / tau
+        kl = 0.0
+        for i in range(len(qids)):
+            s = [float(q[i] @ p[i * G + j]) / tau for j in range(G)]
+            log_zs = math.log(sum(math.exp(x) for x in s))
+            log_zt = math.log(sum(math.exp(x) for x in want[i]))
+            kl += sum(math.exp(t - log_zt) * ((t - log_zt) - (x - log_zs)) for t, x in zip(want[i], s))
+        assert rec[0]["loss"] == pytest.approx(kl / len(qids), rel=1e-4)
+        losses.append(rec[0]["loss"])
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3), "permuting teacher scores within groups must matter"
+
+
+@pytest.mark.slow
+def test_sigkill_while_writing_a_checkpoint_then_resume_is_bit_identical(tiny, tmp_path):
+    """A real fine-tuning process killed with SIGKILL inside its second checkpoint write (model
+    saved, trainer state not), resumed: the same final weights, bit for bit, as an uninterrupted
+    run, a log with each step once, and no temp directory left behind."""
+    from crash import hidden_entries, kill_at
+    from safetensors.torch import load_file
+
+    from simlm_ir.train.finetune import finetune
+
+    kw = dict(max_steps=8, save_steps=2, threads=1)
+    part = tmp_path / "part"
+    args = ["--train-file", str(tiny / "train.jsonl"), "--output", str(part), "--init", str(tiny / "bert"),
+            "--corpus", str(tiny / "corpus.jsonl"), "--group-size", "3", "--batch-size", "2", "--lr", "1e-3",
+            "--max-steps", "8", "--warmup-steps", "1", "--save-steps", "2", "--log-every", "1", "--device", "cpu",
+            "--threads", "1", "--no-progress"]
+    kill_at("simlm_ir.train.finetune", args, "torch:save", nth=2, match="trainer_state", tmp=tmp_path)
+    # killed mid-write: checkpoint-4 exists only as a temp directory; the log already reached step 4
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert any(name.startswith(".checkpoint-4.") for name in hidden_entries(part))
+    assert [json.loads(ln)["step"] for ln in (part / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+    resumed = finetune(_cfg(tiny, part, resume=True, **kw))
+    full = tmp_path / "full"
+    finetune(_cfg(tiny, full, **kw))
+    assert [r["step"] for r in resumed] == [3, 4, 5, 6, 7, 8]
+
+    a, b = load_file(str(part / "model.safetensors")), load_file(str(full / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(ln) for ln in (part / "train_log.jsonl").read_text().splitlines()]
+    ref = [json.loads(ln) for ln in (full / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 9))
+    assert [r["loss"] for r in log] == [r["loss"] for r in ref]
+    assert hidden_entries(part) == []
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == sorted(p.name for p in full.glob("checkpoint-*"))

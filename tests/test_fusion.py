@@ -148,3 +148,139 @@ def test_fusion_refuses_to_tune_on_the_evaluated_split(tmp_path, monkeypatch):
     monkeypatch.setattr(simlm_ir.data.datasets, "load_collection",
                         lambda i, **_: FakeCollection(i, {"t1": "other"}, {}))
     FusionSystem(a, b, tune_on="toy/dev", grid=[0.5]).prepare(test, tmp_path)
+
+
+def pyserini_rrf_of_one_run(run, k, depth=None, hits=None):
+    """Pyserini's ``reciprocal_rank_fusion`` on one run: its merge needs two, so the second run holds
+    only a topic no query has (it contributes nothing to any real query)."""
+    from pyserini.fusion import reciprocal_rank_fusion
+    from pyserini.trectools import TrecRun
+
+    rows = [(q, "Q0", d, rank, s, "a") for q, docs in run.items() for rank, (d, s) in enumerate(ranked(docs), 1)]
+    dummy = TrecRun.from_list([("__no_such_query__", "Q0", "__no_doc__", 1, 0.0, "b")])
+    fused = reciprocal_rank_fusion([TrecRun.from_list(rows), dummy], rrf_k=k, depth=depth, k=hits)
+    out = {}
+    for q, d, s in fused.run_data[["topic", "docid", "score"]].itertuples(index=False):
+        if q != "__no_such_query__":
+            out.setdefault(q, {})[d] = s
+    return out
+
+
+def test_rrf_of_a_single_run_matches_pyserini():
+    """The one-run path (Pyserini's merge refuses a single run, so it is ours) against Pyserini."""
+    run = {"q": {"a": 9.0, "b": 8.5, "c": 7.0, "d": 7.0, "e": 1.0}, "r": {"x": 3.0, "y": 4.0}}
+    for k, depth, hits in ((60, None, None), (10, 3, None), (1, None, 2), (60, 4, 3)):
+        ours = rrf([run, {}], k=k, depth=depth, hits=hits)  # an empty second run leaves one run
+        theirs = pyserini_rrf_of_one_run(run, k, depth, hits)
+        assert set(ours) == set(theirs)
+        for q in theirs:
+            assert ours[q] == pytest.approx(theirs[q], rel=1e-12), (k, depth, hits, q)
+            assert [d for d, _ in ranked(ours[q])] == list(theirs[q])
+    # by hand: rank 1 scores 1 / (k + 1)
+    assert rrf([run], k=60)["r"] == pytest.approx({"y": 1 / 61, "x": 1 / 62})
+
+
+def test_interpolation_keeps_queries_of_either_run_and_breaks_ties_by_docid():
+    # a query only the secondary run answered still gets a fused list (the empty primary run takes
+    # Pyserini's defaults min 0, max 1: -0.5 everywhere; secondary x .5, y -.5, times alpha .5)
+    only_b = interpolate({"q1": {"a": 1.0}}, {"q2": {"x": 3.0, "y": 1.0}}, alpha=0.5)
+    assert only_b["q2"] == pytest.approx({"x": -0.25, "y": -0.75}) and list(only_b) == ["q1", "q2"]
+    # 40 documents with the same fused score come back in docid order
+    docs = {f"d{i:02d}": 1.0 for i in range(40)}
+    fused = interpolate({"q": docs}, {"q": dict(docs)}, alpha=1.0)["q"]
+    assert list(fused) == sorted(docs)
+    assert list(interpolate({"q": docs}, {"q": dict(docs)}, alpha=1.0, hits=5)["q"]) == sorted(docs)[:5]
+
+
+def test_alpha_sweep_cuts_each_list_at_hits_and_uses_the_measure_asked():
+    dense = {"q": {"x": 0.9, "rel": 0.8, "z": 0.1}}
+    sparse = {"q": {"x": 2.0, "rel": 1.0}}
+    qrels = {"q": {"rel": 1}}
+    assert alpha_sweep(dense, sparse, qrels, grid=[0.5], measure="RR@10") == {0.5: pytest.approx(0.5)}
+    assert alpha_sweep(dense, sparse, qrels, grid=[0.5], measure="RR@10", hits=1) == {0.5: 0.0}
+    assert alpha_sweep(dense, sparse, qrels, grid=[0.5], measure="P@1") == {0.5: 0.0}
+    # raw scores: the sparse run's larger scale wins at alpha 1; normalised, the two tie and "rel"
+    # (docid order) cannot pass "x" either way, so only the unnormalised sweep can be told apart
+    dense2 = {"q": {"rel": 0.9, "x": 0.8}}
+    sparse2 = {"q": {"x": 10.0, "rel": 0.0}}
+    assert tune_alpha(dense2, sparse2, qrels, grid=[1.0, 0.0], normalization=False) == 0.0
+    assert alpha_sweep(dense2, sparse2, qrels, grid=[1.0], normalization=False) == {1.0: pytest.approx(0.5)}
+
+
+def test_cached_system_serves_a_shallower_search_cut_to_k_and_forwards_work_dir(tmp_path):
+    from simlm_ir.search.fusion import CachedSystem, cached
+
+    calls = []
+
+    class Recording(FakeSystem):
+        def prepare(self, collection, work_dir):
+            calls.append(work_dir)
+            return super().prepare(collection, work_dir)
+
+    inner = Recording("dense", {"q": {f"d{i}": 10.0 - i for i in range(8)}})
+    sys_ = cached(inner)
+    assert isinstance(sys_, CachedSystem) and cached(sys_) is sys_ and sys_.name == "dense"
+    coll = FakeCollection("toy/test", {"q": "x"})
+    info = sys_.prepare(coll, tmp_path)
+    assert sys_.prepare(coll, tmp_path) is info and calls == [tmp_path]  # prepared once
+    deep = sys_.search({"q": "x"}, 6)
+    shallow = sys_.search({"q": "x"}, 3)
+    assert inner.searches == 1
+    assert list(deep.run["q"]) == [f"d{i}" for i in range(6)]
+    assert list(shallow.run["q"]) == ["d0", "d1", "d2"] and shallow.latencies_ms == [2.0]
+    assert sys_.search({"q": "x"}, 8).run["q"] == {f"d{i}": 10.0 - i for i in range(8)} and inner.searches == 2
+
+
+def test_fusion_system_search_cuts_to_k_uses_its_settings_and_adds_fusion_time(tmp_path, monkeypatch):
+    import simlm_ir.search.fusion as fusion
+
+    runs_a = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"b": 1.0}}
+    runs_b = {"q1": {"c": 5.0, "d": 4.0}, "q2": {"d": 2.0, "a": 1.0}}
+    coll = FakeCollection("toy/test", {"q1": "x", "q2": "y"})
+    queries = coll.queries
+
+    rrf_sys = FusionSystem(FakeSystem("dense", runs_a, latency=2.0), FakeSystem("BM25", runs_b, latency=1.0),
+                           method="rrf", rrf_k=1, depth=10, note="k small")
+    assert rrf_sys.name == "dense + BM25 (RRF)" and rrf_sys.note == "RRF k=1; k small"
+    rrf_sys.prepare(coll, tmp_path)  # RRF has nothing to tune: no held-out split needed
+    assert rrf_sys.alpha is None
+    ticks = iter([100.0, 100.004])  # the fusion of 2 queries takes 4 ms -> 2 ms per query
+    monkeypatch.setattr(fusion.time, "perf_counter", lambda: next(ticks))
+    res = rrf_sys.search(queries, 2)
+    monkeypatch.undo()
+    assert res.run["q1"] == pytest.approx({"c": 1 / 4 + 1 / 2, "a": 1 / 2})  # k=1: 1/(1+rank)
+    assert res.latencies_ms == pytest.approx([2.0 + 1.0 + 2.0] * 2)
+
+    hybrid = FusionSystem(FakeSystem("dense", runs_a), FakeSystem("BM25", runs_b), alpha=0.5, depth=10)
+    assert hybrid.name == "dense + BM25 (hybrid)" and hybrid.note == "alpha=0.5 on BM25"
+    hybrid.prepare(coll, tmp_path)
+    got = hybrid.search(queries, 2).run
+    want = interpolate(runs_a, runs_b, 0.5, normalization=True)
+    assert got == {q: dict(list(want[q].items())[:2]) for q in queries}
+    assert len(got["q1"]) == 2 and got["q1"] != interpolate(runs_a, runs_b, 0.5, normalization=False, hits=2)["q1"]
+
+
+def test_fusion_system_tunes_to_the_best_alpha_on_dev_not_the_largest(tmp_path, monkeypatch):
+    import simlm_ir.data.datasets
+
+    dev = FakeCollection("toy/dev", {"d1": "x", "d2": "y"}, {"d1": {"r1": 1}, "d2": {"r2": 1}})
+    test = FakeCollection("toy/test", {"t1": "z"}, {"t1": {"a": 1}})
+    # dense ranks the answer 2nd; sparse 1st but with a big score gap elsewhere, so only a small
+    # alpha lifts it without letting sparse's wrong top document through
+    runs_a = {"d1": {"w": 0.9, "r1": 0.85, "v": 0.1}, "d2": {"w": 0.9, "r2": 0.85, "v": 0.1}}
+    runs_b = {"d1": {"v": 10.0, "r1": 6.0, "w": 0.0}, "d2": {"v": 10.0, "r2": 6.0, "w": 0.0}}
+    monkeypatch.setattr(simlm_ir.data.datasets, "load_collection", lambda i, **_: {"toy/dev": dev, "toy/test": test}[i])
+    seen = []
+
+    class Recording(FakeSystem):
+        def search(self, queries, k):
+            seen.append(k)
+            return super().search(queries, k)
+
+    grid = [0.0, 0.5, 1.0, 3.0]
+    want = alpha_sweep(runs_a, runs_b, dev.qrels, grid=grid, hits=7)
+    best = max(want.values())
+    assert [a for a in grid if want[a] == best] == [0.5, 1.0] and want[3.0] < best  # a tie, then worse
+    hybrid = FusionSystem(Recording("dense", runs_a), Recording("BM25", runs_b), tune_on="toy/dev", grid=grid, depth=7)
+    hybrid.prepare(test, tmp_path)
+    assert hybrid.alpha == 0.5 and hybrid.sweep == want and seen == [7, 7]

@@ -101,3 +101,45 @@ def test_masks_reproducible_from_seed(tokenizer, batch):
     b = masker.mask(batch["input_ids"], 0.3, torch.Generator().manual_seed(5), batch["attention_mask"])
     c = masker.mask(batch["input_ids"], 0.3, torch.Generator().manual_seed(6), batch["attention_mask"])
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_each_row_gets_exactly_its_share_of_tokens(tokenizer, batch):
+    """Exact-count masking (as the reference collator): per row, the encoder masks round(0.3 L) of
+    its L maskable tokens and the decoder adds round(2/7 of what is left); L is counted here from the
+    tokenizer's special ids and the attention mask, not from the masker."""
+    masker = WholeWordMasker(tokenizer)
+    masks = masker.encoder_decoder_masks(batch["input_ids"], 0.3, 0.5, torch.Generator().manual_seed(3),
+                                         batch["attention_mask"])
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    total_enc = total_dec = total = 0
+    for row in range(batch["input_ids"].shape[0]):
+        L = int((~special[row]).sum())
+        enc = int(L * 0.3 + 0.5)
+        dec = enc + int((L - enc) * (0.2 / 0.7) + 0.5)
+        assert int(masks.encoder[row].sum()) == enc, f"row {row}: L={L}"
+        assert int(masks.decoder[row].sum()) == dec, f"row {row}: L={L}"
+        total_enc, total_dec, total = total_enc + enc, total_dec + dec, total + L
+    # over the batch the rates are within rounding of 30% and 50% (a 7% error would be 2 points off)
+    assert abs(total_enc / total - 0.30) < 0.005 and abs(total_dec / total - 0.50) < 0.005
+
+
+def test_both_masks_follow_the_callers_generator_and_rate_bounds(tokenizer, batch):
+    masker = WholeWordMasker(tokenizer)
+
+    def pair(seed):
+        return masker.encoder_decoder_masks(batch["input_ids"], 0.3, 0.5, torch.Generator().manual_seed(seed),
+                                            batch["attention_mask"])
+
+    a, b, c = pair(5), pair(5), pair(6)
+    assert torch.equal(a.encoder, b.encoder) and torch.equal(a.decoder, b.decoder)
+    assert not torch.equal(a.encoder, c.encoder) and not torch.equal(a.decoder & ~a.encoder, c.decoder & ~c.encoder)
+    assert extra_mask_rate(0.0, 0.5) == 0.5 and extra_mask_rate(0.3, 1.0) == 1.0
+
+
+def test_rows_with_nothing_or_one_word_to_mask_do_not_stop_the_rest(tokenizer):
+    masker = WholeWordMasker(tokenizer)
+    enc = tokenizer(["", "debian", "the package manager installs software"], padding=True, return_tensors="pt")
+    m = masker.mask(enc["input_ids"], 1.0, torch.Generator().manual_seed(0), enc["attention_mask"])
+    maskable = ~masker.special_positions(enc["input_ids"], enc["attention_mask"])
+    assert not maskable[0].any() and maskable[1].any() and enc.word_ids(1).count(0) == int(maskable[1].sum())
+    assert torch.equal(m, maskable)  # rate 1: every maskable token of every row, the 1-word row included

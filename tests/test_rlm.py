@@ -186,3 +186,137 @@ def test_non_bert_checkpoint_is_a_checkpoint_error(tmp_path, model_type):
 def test_from_pretrained_needs_a_simlm_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="simlm_pretrain.json"):
         SimLMForPretraining.from_pretrained(tmp_path)
+
+
+def constant_generator(tokenizer, token: str = "zebra") -> UnigramGenerator:
+    """A generator that always writes ``token`` (absent from the test passages), so each corrupted
+    copy shows exactly which positions were replaced."""
+    counts = torch.zeros(len(tokenizer))
+    counts[tokenizer.convert_tokens_to_ids(token)] = 1
+    return UnigramGenerator(counts, tokenizer.all_special_ids)
+
+
+def decoder_loss_by_hand(model, batch, cls_vectors, decoder_ids, positions):
+    """Second implementation of the decoder's loss, row by row on unpadded rows (no attention mask):
+    embeddings written out from the weight matrices (token type 0), the encoder's [CLS] at position 0,
+    the decoder layers, the encoder's MLM head, cross-entropy to the original token at ``positions``."""
+    emb = model.encoder.bert.embeddings
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in range(batch["input_ids"].shape[0]):
+            n = int(batch["attention_mask"][row].sum())
+            ids = decoder_ids[row, :n]
+            x = emb.LayerNorm(emb.word_embeddings.weight[ids] + emb.position_embeddings.weight[:n]
+                              + emb.token_type_embeddings.weight[0])
+            h = torch.cat([cls_vectors[row][None], x[1:]])[None]
+            for layer in model.decoder:
+                h = layer(h)
+                h = h[0] if isinstance(h, tuple) else h
+            logits = model.encoder.cls(h[0])
+            pos = positions[row, :n]
+            total += float(F.cross_entropy(logits[pos], batch["input_ids"][row, :n][pos], reduction="sum"))
+            count += int(pos.sum())
+    return total / count
+
+
+def sharp_model(tokenizer, objective="rlm"):
+    """A tiny model with wide initial weights: its predictions are far from uniform, so a loss over
+    the wrong positions or from the wrong input differs clearly from the right one."""
+    torch.manual_seed(0)
+    model = SimLMForPretraining.from_encoder("scratch", SimLMConfig(objective=objective), tokenizer=tokenizer,
+                                             config_overrides=TINY + ",initializer_range=0.2")
+    model.generator = constant_generator(tokenizer)
+    return model.eval()
+
+
+def test_each_copy_is_corrupted_exactly_at_its_own_mask(tokenizer, batch):
+    gen = constant_generator(tokenizer)
+    zebra = tokenizer.convert_tokens_to_ids("zebra")
+    assert not (batch["input_ids"] == zebra).any()
+    model = tiny_model(tokenizer, generator=gen).eval()
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    assert m.encoder.any() and (m.decoder & ~m.encoder).any()
+    assert torch.equal(out.encoder_input_ids == zebra, m.encoder)
+    assert torch.equal(out.decoder_input_ids == zebra, m.decoder)
+    assert torch.equal(out.decoder_input_ids[~m.decoder], batch["input_ids"][~m.decoder])
+
+
+def test_decoder_loss_by_hand_over_every_non_special_position_of_its_own_copy(tokenizer, batch):
+    model = sharp_model(tokenizer)
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    cls = out.encoder_last_hidden_state[:, 0].detach()
+    want = decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, ~special)
+    assert out.decoder_loss.item() == pytest.approx(want, rel=1e-5)
+    # the check can tell the decoder's copy from the encoder's, and all positions from masked ones
+    assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.encoder_input_ids, ~special), rel=1e-3)
+    assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, m.decoder), rel=1e-3)
+
+
+@pytest.mark.parametrize("objective", ["enc-dec-mlm", "mlm"])
+def test_mlm_style_objectives_score_only_the_masked_positions(tokenizer, batch, objective):
+    """The ablation baselines: loss at masked positions only (RLM's is at every position)."""
+    model = sharp_model(tokenizer, objective)
+    m = masks(tokenizer, batch)
+    out = run(model, batch, m)
+    special = torch.isin(batch["input_ids"], torch.tensor(tokenizer.all_special_ids)) | (batch["attention_mask"] == 0)
+    logits = model.encoder(input_ids=out.encoder_input_ids, attention_mask=batch["attention_mask"],
+                           token_type_ids=batch["token_type_ids"]).logits
+    at = m.encoder & ~special
+    want_enc = F.cross_entropy(logits[at], batch["input_ids"][at]).item()
+    assert out.encoder_loss.item() == pytest.approx(want_enc, rel=1e-5)
+    if objective == "mlm":
+        assert out.decoder_loss.item() == 0.0 and out.loss.item() == pytest.approx(out.encoder_loss.item())
+    else:
+        cls = out.encoder_last_hidden_state[:, 0].detach()
+        want = decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, m.decoder & ~special)
+        assert out.decoder_loss.item() == pytest.approx(want, rel=1e-5)
+        assert want != pytest.approx(decoder_loss_by_hand(model, batch, cls, out.decoder_input_ids, ~special), rel=1e-3)
+
+
+def test_reload_keeps_non_default_settings_and_refuses_an_incomplete_decoder(tokenizer, tmp_path):
+    """What a resumed run reloads must be the run it saved: every SimLMConfig field, and all of the
+    decoder (a missing tensor is an error, not a silently fresh layer)."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    cfg = SimLMConfig(encoder_mask_rate=0.15, decoder_mask_rate=0.15, decoder_layers=1, objective="enc-dec-mlm")
+    model = SimLMForPretraining.from_encoder("scratch", cfg, tokenizer=tokenizer, config_overrides=TINY)
+    path = tmp_path / "nested" / "run"  # parents are created
+    model.save_pretrained(path)
+    loaded = SimLMForPretraining.from_pretrained(path)
+    assert loaded.config == cfg and len(loaded.decoder) == 1
+    for (name, a), b in zip(model.decoder.state_dict().items(), loaded.decoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    weights = load_file(str(path / "decoder.safetensors"))
+    save_file({k: v for k, v in list(weights.items())[1:]}, str(path / "decoder.safetensors"))
+    with pytest.raises((RuntimeError, CheckpointError), match="(?i)missing"):
+        SimLMForPretraining.from_pretrained(path)
+
+
+def test_train_mode_reaches_encoder_and_decoder_but_never_the_generator(tokenizer):
+    model = tiny_model(tokenizer, generator=biased_generator(tokenizer, {"apple": 1.0}))
+    model.train()
+    assert model.training and model.encoder.training and all(layer.training for layer in model.decoder)
+    assert not model.generator.training and not model.generator.model.training
+    model.eval()
+    assert not model.encoder.training and not any(layer.training for layer in model.decoder)
+
+
+def test_per_position_draws_replace_the_rng(tokenizer, batch):
+    """With ``uniforms`` (what pre-training passes, so samples do not depend on the batch split) the
+    copies are a function of the draws alone: another rng seed changes nothing, other draws do."""
+    model = tiny_model(tokenizer).eval()
+    m = masks(tokenizer, batch)
+    g = torch.Generator().manual_seed(1)
+    u = (torch.rand(batch["input_ids"].shape, generator=g), torch.rand(batch["input_ids"].shape, generator=g))
+    args = (batch["input_ids"], batch["attention_mask"], m.encoder, m.decoder, batch["token_type_ids"])
+    a = model(*args, rng=torch.Generator().manual_seed(0), uniforms=u)
+    b = model(*args, rng=torch.Generator().manual_seed(99), uniforms=u)
+    c = model(*args, rng=torch.Generator().manual_seed(0), uniforms=(u[1], u[0]))
+    assert torch.equal(a.encoder_input_ids, b.encoder_input_ids)
+    assert torch.equal(a.decoder_input_ids, b.decoder_input_ids)
+    assert not torch.equal(a.encoder_input_ids, c.encoder_input_ids)
+    assert not torch.equal(a.decoder_input_ids, c.decoder_input_ids)

@@ -129,8 +129,8 @@ def rrf(runs: Sequence[Run], k: int = RRF_K, depth: int | None = None, hits: int
     runs = [r for r in runs if any(r.values())]
     if not runs:
         return {}
-    if len(runs) == 1:  # Pyserini's merge needs two runs
-        return {q: {d: 1.0 / (k + rank) for rank, (d, _) in enumerate(ranked(docs)[:depth], 1)}
+    if len(runs) == 1:  # Pyserini's merge needs two runs; one run keeps its order, cut like Pyserini's
+        return {q: {d: 1.0 / (k + rank) for rank, (d, _) in enumerate(ranked(docs)[:depth][:hits], 1)}
                 for q, docs in runs[0].items()}
     fused = from_trec_run(reciprocal_rank_fusion([to_trec_run(r) for r in runs], rrf_k=k, depth=depth, k=hits))
     order = list(dict.fromkeys(q for r in runs for q in r))

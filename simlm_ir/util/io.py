@@ -1,12 +1,55 @@
-"""Atomic file writing: nothing half-written is ever left under the final name."""
+"""Atomic file writing: nothing half-written is ever left under the final name.
+
+Temp names carry the writer's pid and host (``.NAME.PID@HOST.XXXX.tmp``): a process killed while
+writing (SIGKILL, OOM, power loss) cannot clean up after itself, so the next write of the same
+path removes the temp siblings that a dead process on this host left, and never a live writer's.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+_TMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path) -> list[Path]:
+    """Remove the temp files/directories of ``path`` left by writers on this host that have died;
+    returns what was removed. Temps of live processes and of other hosts are left alone."""
+    path = Path(path)
+    host = socket.gethostname()
+    removed = []
+    for tmp in path.parent.glob(glob.escape(f".{path.name}.") + "*@*" + _TMP_SUFFIX):
+        owner = tmp.name[len(path.name) + 2:-len(_TMP_SUFFIX)]  # PID@HOST.RANDOM
+        pid, _, rest = owner.partition("@")
+        if not pid.isdigit() or rest.rpartition(".")[0] != host or _pid_alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -14,7 +57,8 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8"):
     """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     try:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as fh:
@@ -31,7 +75,8 @@ def atomic_directory(path):
     """Build a directory under a temp name; swap it in as ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent))
     try:
         yield tmp
         if path.exists():
