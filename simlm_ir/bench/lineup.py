@@ -97,7 +97,8 @@ def extend_systems(systems: list, names, dataset_id: str, colbert: str = DEFAULT
             if colbert == DEFAULT_COLBERT and Path(LOCAL_COLBERT, "config.json").exists():
                 colbert = LOCAL_COLBERT
             else:
-                extra = f"; or train one with `{COLBERT_TRAIN_COMMAND}`" if colbert == DEFAULT_COLBERT else ""
+                extra = (f"; e.g. `{COLBERT_TRAIN_COMMAND}`"
+                         if colbert == DEFAULT_COLBERT and COLBERT_TRAIN_COMMAND not in str(exc) else "")
                 say(f"skipping ColBERT: {exc}{extra}")
                 engines = []
         if "plaid" in engines:

@@ -94,6 +94,23 @@ def open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
+def iter_json_objects(path, expected: str = "a JSON object") -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` per non-blank line of a JSONL file, gzipped or not. A line that is not
+    JSON, or not a JSON object, is one InputFormatError naming the file and line (``expected`` says
+    what the object should look like)."""
+    with open_text(Path(path)) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFormatError(path, lineno, f"not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputFormatError(path, lineno, f"expected {expected}")
+            yield lineno, obj
+
+
 class IdSet:
     """Exact duplicate detection over any number of ids in 16 bytes per id (a Python ``set`` of
     strings costs ~80-100 bytes per id: ~0.8 GB for MS MARCO's 8.8M passages vs ~140 MB here).

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from simlm_ir.data import embedded
-from simlm_ir.data.corpus import NO_TITLE, Passage, beir_corpus_file, read_jsonl_corpus
+from simlm_ir.data.corpus import NO_TITLE, Passage, beir_corpus_file, count_jsonl_passages, read_jsonl_corpus
 from simlm_ir.data.embedded import irds_home
 from simlm_ir.data.trec import check_qrels_queries, read_qrels, read_topics
 from simlm_ir.errors import DatasetNotAvailableError, InputFormatError
@@ -157,8 +157,24 @@ def load_collection(dataset, split: str | None = None):
     return Collection(str(dataset))
 
 
+class JsonlCorpus:
+    """The passage side of a collection whose corpus is a JSONL file (``self.corpus``)."""
+
+    corpus: str
+
+    @property
+    def corpus_source(self) -> str:
+        return self.corpus
+
+    def passages(self) -> Iterator[Passage]:
+        return read_jsonl_corpus(self.corpus)
+
+    def docs_count(self) -> int | None:
+        return count_jsonl_passages(self.corpus)
+
+
 @dataclass
-class LocalCollection:
+class LocalCollection(JsonlCorpus):
     """A collection from files in the field's formats: a JSONL corpus (optionally gzipped), topics
     (TSV or BEIR JSONL) and qrels (TREC or BEIR TSV)."""
 
@@ -171,18 +187,6 @@ class LocalCollection:
     @property
     def dataset_id(self) -> str:
         return self.name or Path(self.topics).name.split(".")[0]
-
-    @property
-    def corpus_source(self) -> str:
-        return self.corpus
-
-    def passages(self) -> Iterator[Passage]:
-        return read_jsonl_corpus(self.corpus)
-
-    def docs_count(self) -> int | None:
-        from simlm_ir.data.corpus import count_jsonl_passages
-
-        return count_jsonl_passages(self.corpus)
 
     @cached_property
     def _topics(self) -> dict[str, str]:
@@ -222,7 +226,7 @@ class LocalCollection:
 
 
 @dataclass
-class WithCorpus:
+class WithCorpus(JsonlCorpus):
     """A collection's queries and qrels over another file of its passages, with the same ids (e.g. MS
     MARCO with the RocketQA titles the published SimLM checkpoints were trained and evaluated with)."""
 
@@ -237,18 +241,6 @@ class WithCorpus:
     @property
     def slug(self) -> str:
         return f"{self.base.slug}-{self.label}"
-
-    @property
-    def corpus_source(self) -> str:
-        return self.corpus
-
-    def passages(self) -> Iterator[Passage]:
-        return read_jsonl_corpus(self.corpus)
-
-    def docs_count(self) -> int | None:
-        from simlm_ir.data.corpus import count_jsonl_passages
-
-        return count_jsonl_passages(self.corpus)
 
     @property
     def queries(self) -> dict[str, str]:

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Mapping
 
-from simlm_ir.data.corpus import open_text
+from simlm_ir.data.corpus import iter_json_objects, open_text
 from simlm_ir.errors import InputFormatError
 from simlm_ir.util.io import atomic_write
 
@@ -74,25 +73,16 @@ def read_topics_jsonl(path) -> dict[str, str]:
     """JSONL topics, one ``{"_id": ..., "text": ...}`` object per line (BEIR's ``queries.jsonl``)."""
     _check_file(path, "topics")
     topics: dict[str, str] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(path, lineno, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise InputFormatError(path, lineno, 'expected a JSON object {"_id": ..., "text": ...}')
-            qid = next((obj[k] for k in ("_id", "id", "qid") if k in obj), None)
-            text = next((obj[k] for k in ("text", "query") if k in obj), None)
-            if qid is None or str(qid).strip() == "":
-                raise InputFormatError(path, lineno, "query has no '_id'")
-            if not isinstance(text, str) or not text.strip():
-                raise InputFormatError(path, lineno, f"query {qid!r} has no 'text'")
-            if str(qid) in topics:
-                raise InputFormatError(path, lineno, f"duplicate query id {qid!r}")
-            topics[str(qid)] = text
+    for lineno, obj in iter_json_objects(path, 'a JSON object {"_id": ..., "text": ...}'):
+        qid = next((obj[k] for k in ("_id", "id", "qid") if k in obj), None)
+        text = next((obj[k] for k in ("text", "query") if k in obj), None)
+        if qid is None or str(qid).strip() == "":
+            raise InputFormatError(path, lineno, "query has no '_id'")
+        if not isinstance(text, str) or not text.strip():
+            raise InputFormatError(path, lineno, f"query {qid!r} has no 'text'")
+        if str(qid) in topics:
+            raise InputFormatError(path, lineno, f"duplicate query id {qid!r}")
+        topics[str(qid)] = text
     if not topics:
         raise InputFormatError(path, None, "no topics")
     return topics

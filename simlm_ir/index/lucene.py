@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from simlm_ir.data.corpus import iter_json_objects
 from simlm_ir.errors import InputFormatError, SimLMIRError
 from simlm_ir.index.faiss import META_FILE, SHARDS_DIR, ShardedVectors
 from simlm_ir.util.io import dir_size_bytes
@@ -164,41 +165,31 @@ def read_vector_files(path, dim: int | None = None) -> Iterator[tuple[str, np.nd
     (Lucene's dot-product similarity needs it). A bad line raises one error naming file and line."""
     first: tuple[Path, int] | None = None
     for f in vector_files(path):
-        opener = gzip.open if f.name.endswith(".gz") else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputFormatError(f, lineno, f"not a JSON object ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    raise InputFormatError(f, lineno, "not a JSON object")
-                docid = obj.get("docid", obj.get("id"))
-                if not isinstance(docid, (str, int)) or not str(docid).strip():
-                    raise InputFormatError(f, lineno, 'no "docid" (or "id") field')
-                raw = obj.get("vector")
-                if not isinstance(raw, list) or not raw:
-                    raise InputFormatError(f, lineno, 'no "vector" field holding a list of numbers')
-                try:
-                    vector = np.asarray(raw, dtype=np.float32)
-                except (TypeError, ValueError):
-                    raise InputFormatError(f, lineno, '"vector" holds something other than numbers') from None
-                if vector.ndim != 1:
-                    raise InputFormatError(f, lineno, '"vector" must be a flat list of numbers')
-                if dim is None:
-                    dim, first = len(vector), (f, lineno)
-                if len(vector) != dim:
-                    where = f" (as {first[0]}:{first[1]})" if first else ""
-                    raise InputFormatError(f, lineno, f"vector has {len(vector)} dims, expected {dim}{where}")
-                if not np.isfinite(vector).all():
-                    raise InputFormatError(f, lineno, "vector holds NaN or infinity")
-                norm = float(np.linalg.norm(vector))
-                if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
-                    raise InputFormatError(f, lineno, f"vector has length {norm:.4f}, not 1: Lucene's dot-product "
-                                                      "similarity needs L2-normalised vectors")
-                yield str(docid), vector
+        for lineno, obj in iter_json_objects(f, 'a JSON object {"docid": ..., "vector": [...]}'):
+            docid = obj.get("docid", obj.get("id"))
+            if not isinstance(docid, (str, int)) or not str(docid).strip():
+                raise InputFormatError(f, lineno, 'no "docid" (or "id") field')
+            raw = obj.get("vector")
+            if not isinstance(raw, list) or not raw:
+                raise InputFormatError(f, lineno, 'no "vector" field holding a list of numbers')
+            try:
+                vector = np.asarray(raw, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InputFormatError(f, lineno, '"vector" holds something other than numbers') from None
+            if vector.ndim != 1:
+                raise InputFormatError(f, lineno, '"vector" must be a flat list of numbers')
+            if dim is None:
+                dim, first = len(vector), (f, lineno)
+            if len(vector) != dim:
+                where = f" (as {first[0]}:{first[1]})" if first else ""
+                raise InputFormatError(f, lineno, f"vector has {len(vector)} dims, expected {dim}{where}")
+            if not np.isfinite(vector).all():
+                raise InputFormatError(f, lineno, "vector holds NaN or infinity")
+            norm = float(np.linalg.norm(vector))
+            if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+                raise InputFormatError(f, lineno, f"vector has length {norm:.4f}, not 1: Lucene's dot-product "
+                                                  "similarity needs L2-normalised vectors")
+            yield str(docid), vector
 
 
 def _file_chunks(path, dim: int | None, chunk: int = SPOOL_CHUNK) -> Iterator[tuple[list[str], np.ndarray]]:

@@ -29,6 +29,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
+from simlm_ir.data.corpus import iter_json_objects
 from simlm_ir.data.datasets import iter_passages
 from simlm_ir.data.trec import Run, ranked
 from simlm_ir.errors import InputFormatError, SimLMIRError
@@ -78,28 +79,21 @@ def read_train_file(path, doc_ids: Iterable[str] | None = None) -> list[TrainExa
     """Read and validate a training file; unknown document ids are reported with file and line."""
     known = set(doc_ids) if doc_ids is not None else None
     examples = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(path, lineno, f"not valid JSON ({exc.msg})") from None
-            missing = [k for k in ("query_id", "query", "positives", "negatives") if k not in obj]
-            if missing:
-                raise InputFormatError(path, lineno, f"missing field(s) {missing}")
-            if not str(obj["query"]).strip():
-                raise InputFormatError(path, lineno, f"query {obj['query_id']!r} is empty")
-            if not obj["positives"]:
-                raise InputFormatError(path, lineno, f"query {obj['query_id']!r} has no positive")
-            if known is not None:
-                unknown = [d for d in obj["positives"] + obj["negatives"] if d not in known]
-                if unknown:
-                    raise InputFormatError(path, lineno, f"document id(s) not in the corpus: {unknown[:3]}")
-            examples.append(TrainExample(str(obj["query_id"]), obj["query"], list(obj["positives"]),
-                                         list(obj["negatives"]),
-                                         {k: float(v) for k, v in obj.get("teacher_scores", {}).items()}))
+    for lineno, obj in iter_json_objects(path, 'a JSON object {"query_id", "query", "positives", "negatives"}'):
+        missing = [k for k in ("query_id", "query", "positives", "negatives") if k not in obj]
+        if missing:
+            raise InputFormatError(path, lineno, f"missing field(s) {missing}")
+        if not str(obj["query"]).strip():
+            raise InputFormatError(path, lineno, f"query {obj['query_id']!r} is empty")
+        if not obj["positives"]:
+            raise InputFormatError(path, lineno, f"query {obj['query_id']!r} has no positive")
+        if known is not None:
+            unknown = [d for d in obj["positives"] + obj["negatives"] if d not in known]
+            if unknown:
+                raise InputFormatError(path, lineno, f"document id(s) not in the corpus: {unknown[:3]}")
+        examples.append(TrainExample(str(obj["query_id"]), obj["query"], list(obj["positives"]),
+                                     list(obj["negatives"]),
+                                     {k: float(v) for k, v in obj.get("teacher_scores", {}).items()}))
     if not examples:
         raise InputFormatError(path, None, "no training examples")
     return examples
