@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,32 @@ def test_temp_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path, kin
         assert target.read_text() == "whole"
     assert listing(tmp_path) == sorted(["out", live.name])
     assert remove_stale_temps(target) == []
+
+
+def test_atomic_directory_carries_named_entries_and_puts_them_back_if_the_swap_fails(tmp_path, monkeypatch):
+    from simlm_ir.util import io as io_mod
+
+    d = tmp_path / "idx"
+    (d / "shards").mkdir(parents=True)
+    (d / "shards" / "s0").write_text("vectors")
+    (d / "stale").write_text("old index")
+    with io_mod.atomic_directory(d, carry=("shards",)) as tmp:
+        (tmp / "index").write_text("new index")
+    assert (d / "shards" / "s0").read_text() == "vectors"
+    assert (d / "index").read_text() == "new index" and not (d / "stale").exists()
+
+    real_replace = io_mod.os.replace
+
+    def failing_swap(src, dst):
+        if Path(dst) == d and Path(src).name.endswith(".tmp"):  # the rename of the new directory into place
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io_mod.os, "replace", failing_swap)
+    with pytest.raises(OSError, match="disk full"):
+        with io_mod.atomic_directory(d, carry=("shards",)) as tmp:
+            (tmp / "index").write_text("newer index")
+    monkeypatch.undo()
+    assert (d / "shards" / "s0").read_text() == "vectors"  # carried back: encoding is not lost
+    assert (d / "index").read_text() == "new index"  # the previous directory is back in place
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -15,12 +15,10 @@ vectors (SimLM's are L2-normalised) and scores ``(1 + q.d) / 2``.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 from simlm_ir.data.corpus import iter_json_objects
 from simlm_ir.errors import InputFormatError, SimLMIRError
 from simlm_ir.index.faiss import META_FILE, SHARDS_DIR, ShardedVectors
-from simlm_ir.util.io import dir_size_bytes
+from simlm_ir.util.io import atomic_directory, dir_size_bytes
 from simlm_ir.util.progress import progress as progress_bar
 
 BACKENDS = ("lucene-hnsw", "lucene-flat")
@@ -239,39 +237,11 @@ def run_anserini_indexer(spool_dir, out_dir, config: LuceneIndexConfig, total: i
     return {name: int(getattr(counters, name).get()) for name in ("indexed", "unindexable", "skipped", "errors")}
 
 
-@contextlib.contextmanager
-def _swap_in(index_dir: Path):
-    """A temp directory beside ``index_dir`` that replaces it when the block succeeds; the old
-    directory's encoded shards (``shards/``) are carried over so encoding is never lost."""
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", suffix=".tmp", dir=index_dir.parent))
-    try:
-        yield tmp
-        shards, carried = index_dir / SHARDS_DIR, tmp / SHARDS_DIR
-        if shards.is_dir():
-            os.replace(shards, carried)
-        try:
-            if index_dir.exists():
-                old = index_dir.with_name(f".{index_dir.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(index_dir, old)
-                os.replace(tmp, index_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, index_dir)
-        except BaseException:
-            if carried.is_dir() and not shards.exists():
-                index_dir.mkdir(parents=True, exist_ok=True)
-                os.replace(carried, shards)
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _build(index_dir, config: LuceneIndexConfig, chunks, total: int, dim: int, meta: dict,
            progress: bool) -> LuceneIndexStats:
     index_dir = Path(index_dir)
-    with _swap_in(index_dir) as tmp:
+    # the encoded shards of an earlier build move into the new index dir: encoding is never lost
+    with atomic_directory(index_dir, carry=(SHARDS_DIR,)) as tmp:
         spool, lucene = tmp / "spool", tmp / "index"
         t0 = time.perf_counter()
         files = max(config.threads, -(-total // SPOOL_FILE_VECTORS))  # a progress step every file

@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 _TMP_SUFFIX = ".tmp"
 
@@ -71,16 +72,25 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8"):
 
 
 @contextlib.contextmanager
-def atomic_directory(path):
-    """Build a directory under a temp name; swap it in as ``path`` only if the block succeeds."""
+def atomic_directory(path, carry: Sequence[str] = ()):
+    """Build a directory under a temp name; swap it in as ``path`` only if the block succeeds.
+
+    ``carry`` names entries of the old ``path`` (e.g. encoded shards) that move into the new
+    directory at the swap, and move back if the swap fails, so work they hold is never lost.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=_TMP_SUFFIX, dir=path.parent))
+    moved: list[str] = []
+    old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
+        for name in carry:
+            if (path / name).exists() and not (tmp / name).exists():
+                os.replace(path / name, tmp / name)
+                moved.append(name)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)
@@ -88,6 +98,13 @@ def atomic_directory(path):
         else:
             os.replace(tmp, path)
     except BaseException:
+        if not path.exists() and old.exists():  # the swap failed half-way: the old directory comes back
+            os.replace(old, path)
+        if moved:  # and so do the entries carried out of it
+            path.mkdir(parents=True, exist_ok=True)
+            for name in moved:
+                if (tmp / name).exists() and not (path / name).exists():
+                    os.replace(tmp / name, path / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
