@@ -55,23 +55,26 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
     py = [sys.executable, "-m"]
     def ft(group: int) -> list[str]:
         return ["--corpus", DATASET, "--batch-size", str(a.batch_size), "--group-size", str(group),
-                "--epochs", str(a.epochs), "--warmup-steps", "4", "--save-steps", "50", "--seed", str(a.seed)]
+                "--epochs", str(a.epochs), "--warmup-steps", str(a.warmup_steps), "--save-steps", "50",
+                "--length-buckets", str(a.length_buckets), "--seed", str(a.seed)]
 
     def opt(flag: str, value) -> list[str]:  # leave a flag to the trainer's default when not given
         return [] if value is None else [flag, str(value)]
 
     kd = ["--corpus", DATASET, "--batch-size", str(a.batch_size), *opt("--group-size", a.kd_group_size),
-          *opt("--lr", a.kd_lr), *opt("--epochs", a.kd_epochs), "--warmup-steps", "4",
+          *opt("--lr", a.kd_lr), *opt("--epochs", a.kd_epochs), "--warmup-steps", str(a.warmup_steps),
+          "--length-buckets", str(a.length_buckets),
           "--save-steps", str(a.kd_save_steps), "--eval-dataset", f"{DATASET}/dev", "--seed", str(a.seed)]
 
     return [
         ("mine-bm25", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "bm25", "--depth", "100",
                             "--output", str(w / "bm25_negs.all.jsonl"), "--work-dir", str(ROOT / "work")]),
         ("subset", []),
-        ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", DATASET, "--init", "minilm",
+        ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", a.pretrain_corpus, "--init", "minilm",
                            "--output", str(w / "pretrained"), "--generator", "mlm-warmup",
                            "--generator-warmup-steps", str(a.generator_steps), "--max-steps", str(a.pretrain_steps),
-                           "--batch-size", str(a.pretrain_batch), "--lr", "1e-4", "--warmup-steps", "4",
+                           "--batch-size", str(a.pretrain_batch), "--lr", str(a.pretrain_lr), "--warmup-steps", "10",
+                           "--head-warmup-steps", str(a.head_warmup_steps),
                            "--max-length", "144", "--save-steps", "100", "--seed", str(a.seed), "--no-progress"]),
         ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
                              "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size)]),
@@ -90,11 +93,12 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
                            "--output", str(w / "reranker"), "--corpus", DATASET,
                            "--group-size", str(a.rerank_group_size),
                            "--rerank-forward-factor", str(a.rerank_forward_factor),
-                           "--batch-size", str(a.rerank_batch), "--epochs", str(a.epochs), "--lr", str(a.rerank_lr),
-                           "--warmup-steps", "4", "--save-steps", "50", "--seed", str(a.seed)]),
+                           "--batch-size", str(a.rerank_batch), "--epochs", str(a.rerank_epochs),
+                           "--lr", str(a.rerank_lr),
+                           "--warmup-steps", str(a.warmup_steps), "--save-steps", "50", "--seed", str(a.seed)]),
         ("teacher", py + ["simlm_ir.train.teacher_scores", "--reranker", str(w / "reranker"),
                           "--train-file", str(w / "stage2_negs.jsonl"), "--negatives", str(a.kd_pool),
-                          "--random-negatives", "10", "--seed", str(a.seed),
+                          "--random-negatives", str(a.kd_random), "--seed", str(a.seed),
                           "--output", str(w / "teacher.jsonl"), "--corpus", DATASET]),
         ("stage3", py + ["simlm_ir.train.finetune", "--kd-teacher", str(w / "teacher.jsonl"),
                          "--init", str(w / ("pretrained" if a.kd_init == "pretrained" else "stage2")),
@@ -149,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage-3 checkpoint and dev-evaluation interval (default: %(default)s)")
     ap.add_argument("--kd-pool", type=int, default=200,
                     help="teacher-scored mined negatives per query, + 10 random (default: %(default)s, as the authors)")
+    ap.add_argument("--kd-random", type=int, default=10,
+                    help="teacher-scored random negatives per query (default: %(default)s, as the authors)")
     ap.add_argument("--kd-init", choices=["pretrained", "stage2"], default="pretrained",
                     help="stage-3 start: the pre-trained checkpoint as the authors, or stage 2 (ablation; what "
                          "the recipe did before) (default: %(default)s)")
@@ -163,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a fresh 1-logit head needs more than 3e-5 in 40 steps")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--rerank-epochs", type=float, default=1.0)
+    ap.add_argument("--warmup-steps", type=int, default=4, help="linear warm-up of every fine-tuning stage")
+    ap.add_argument("--length-buckets", type=int, default=8,
+                    help="fine-tuning encodes each step's passages as this many length-sorted chunks (speed only)")
+    ap.add_argument("--pretrain-corpus", default=DATASET,
+                    help="unlabelled text for RLM (JSONL[.gz] or ir_datasets id), e.g. "
+                         "work/pretrain-corpus/corpus.jsonl.gz from benchmarks/make_pretrain_corpus.py")
+    ap.add_argument("--pretrain-lr", type=float, default=1e-4)
+    ap.add_argument("--head-warmup-steps", type=int, default=0,
+                    help="pre-training steps that train only MiniLM's new MLM head and the decoder")
     ap.add_argument("--pretrain-steps", type=int, default=40)
     ap.add_argument("--pretrain-batch", type=int, default=16)
     ap.add_argument("--generator-steps", type=int, default=50)

@@ -194,3 +194,33 @@ def test_sigkill_while_writing_a_checkpoint_then_resume_is_bit_identical(corpus,
         [{k: v for k, v in r.items() if k not in drop} for r in ref_log]
     assert hidden_entries(part) == []
     assert [p.name for p in checkpoints(part)] == [p.name for p in checkpoints(full)]
+
+
+def test_head_warmup_freezes_the_encoder_then_trains_it(corpus, tmp_path):
+    """The first --head-warmup-steps move only the MLM head and the decoder; the encoder after."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    from simlm_ir.modeling.rlm import load_encoder
+
+    start = tmp_path / "start"
+    torch.manual_seed(0)
+    encoder, tokenizer = load_encoder("scratch", config_overrides=TINY)
+    encoder.save_pretrained(start)
+    tokenizer.save_pretrained(start)
+
+    def encoder_body(path):
+        return {k: v.clone() for k, v in BertForMaskedLM.from_pretrained(path).bert.state_dict().items()}
+
+    before = encoder_body(start)
+    warm = pretrain(tiny_config(corpus, tmp_path / "warm", init=str(start), max_steps=3, head_warmup_steps=2,
+                                save_steps=1))
+    assert len(warm.losses) == 3
+    at2, at3 = encoder_body(tmp_path / "warm" / "checkpoint-2"), encoder_body(tmp_path / "warm")
+    assert all(torch.equal(before[k], at2[k]) for k in before), "the encoder moved during the head warm-up"
+    head2 = BertForMaskedLM.from_pretrained(tmp_path / "warm" / "checkpoint-2").cls.predictions.transform.dense
+    head0 = BertForMaskedLM.from_pretrained(start).cls.predictions.transform.dense
+    assert not torch.equal(head0.weight, head2.weight), "the head did not train during the warm-up"
+    assert any(not torch.equal(at2[k], at3[k]) for k in at2), "the encoder stayed frozen after the warm-up"
+    with pytest.raises(SimLMIRError, match="head-warmup-steps"):
+        tiny_config(corpus, tmp_path / "x", head_warmup_steps=4).validate()

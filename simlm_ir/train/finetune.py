@@ -84,6 +84,9 @@ class FinetuneConfig:
     eval_measure: str = arg("RR@10", "ir-measures name that picks the best checkpoint. The authors use in-batch MRR "
                                      "over their dev groups; we rank the whole --corpus for the dev queries, which "
                                      "measures what we report and costs one encoding pass on a corpus this size")
+    length_buckets: int = arg(1, "encode each step's passages as N length-sorted chunks, each padded to its own "
+                                 "longest: same loss up to dropout noise, less padding (4: ~1.5x faster on "
+                                 "Debian descriptions on CPU)")
     seed: int = arg(42, "every random choice of a step derives from (seed, step)")
     save_steps: int = arg(200, "checkpoint every N steps")
     log_every: int = arg(10, "log the mean loss every N steps")
@@ -158,7 +161,7 @@ def finetune(cfg: FinetuneConfig) -> list[dict]:
         q = enc.cls_vectors(enc.pad(enc.tokenize_queries([ex.query for ex in batch])["input_ids"]))
         flat = [d for g in groups for d in g]
         p_enc = enc.tokenize_passages([docs[d][1] for d in flat], [docs[d][0] for d in flat])
-        p = enc.cls_vectors(enc.pad(p_enc["input_ids"], p_enc["token_type_ids"]))
+        p = enc.train_vectors(p_enc["input_ids"], p_enc["token_type_ids"], cfg.length_buckets)
         # Every rank scores the whole global batch; its own slice carries gradient, and the loop
         # sums gradients over ranks ("sum" sync), which is the gradient of the global-batch loss.
         # (Scoring only the local queries, as the paper's code does, would drop the gradient that

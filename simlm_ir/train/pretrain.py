@@ -77,6 +77,10 @@ class PretrainConfig:
     objective: str = arg("rlm", "rlm = SimLM; mlm / enc-dec-mlm / condenser = the paper's ablation baselines "
                                 "(MLM-style objectives score only masked positions)", choices=OBJECTIVES)
     condenser_layer: int = arg(0, 'for "condenser": the early layer its head reads (0: half the depth)')
+    head_warmup_steps: int = arg(0, "first N steps train only the MLM head and the decoder, the encoder frozen. A "
+                                    "checkpoint saved without an MLM head (MiniLM, any fine-tuned retriever) gets a "
+                                    "new random one, whose first large gradients would otherwise run into the encoder "
+                                    "and undo what it knows; the paper starts from BERT with its trained head")
     lr: float = arg(3e-4, "peak learning rate (AdamW)")
     warmup_steps: int = arg(4000, "linear warm-up steps")
     max_steps: int = arg(80000, "optimizer steps")
@@ -97,7 +101,8 @@ class PretrainConfig:
     # Changing these mid-run would make a resumed run a different run.
     RUN_DEFINING = ("corpus", "init", "generator", "generator_warmup_steps", "generator_config_overrides",
                     "tokenizer", "config_overrides", "max_length", "encoder_mask_rate", "decoder_mask_rate",
-                    "decoder_layers", "objective", "condenser_layer", "batch_size", "grad_accum", "seed")
+                    "decoder_layers", "objective", "condenser_layer", "batch_size", "grad_accum", "seed",
+                    "head_warmup_steps")
 
     def validate(self) -> None:
         if self.max_length < 8:
@@ -105,6 +110,8 @@ class PretrainConfig:
         if not 0.0 <= self.encoder_mask_rate <= self.decoder_mask_rate <= 1.0:
             raise SimLMIRError("mask rates must satisfy 0 <= --encoder-mask-rate <= --decoder-mask-rate <= 1 "
                                f"(got {self.encoder_mask_rate}, {self.decoder_mask_rate})")
+        if not 0 <= self.head_warmup_steps < self.max_steps:
+            raise SimLMIRError(f"--head-warmup-steps must be in [0, --max-steps), got {self.head_warmup_steps}")
         for name in ("batch_size", "grad_accum", "max_steps", "save_steps", "logging_steps"):
             if getattr(self, name) < 1:
                 raise SimLMIRError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -317,9 +324,15 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     # makes the summed gradient that of the global batch's token-mean loss (as in one process).
     orders = [DataOrder(len(corpus), cfg.seed, cfg.batch_size, r, world) for r in range(world)]
     rows = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
+    # The encoder body, word embeddings included (the MLM head's output projection is tied to them).
+    body = list(model.encoder.bert.parameters())
 
     def step_fn(step: int) -> StepOutput:
         """``grad_accum`` micro-batches, back-propagated (DDP syncs the last); the global batch's losses."""
+        frozen = step < cfg.head_warmup_steps
+        if world == 1:  # no backward through a frozen encoder; DDP needs every gradient, nulled below instead
+            for p in body:
+                p.requires_grad_(not frozen)
         totals = torch.zeros(3)
         tokens = 0
         for micro in range(cfg.grad_accum):
@@ -360,6 +373,9 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
             reduced = totals.to(device)
             dist.all_reduce(reduced)
             totals = reduced.cpu()
+        if frozen:  # neither clipped nor stepped (AdamW skips parameters without a gradient)
+            for p in body:
+                p.grad = None
         loss, enc_loss, dec_loss = (totals / cfg.grad_accum).tolist()
         return StepOutput(loss, {"encoder_loss": enc_loss, "decoder_loss": dec_loss}, tokens * world)
 
