@@ -107,6 +107,10 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
     ]
 
 
+EXPORT_MODELS = {"stage1": "SimLM stage 1 (pre-trained, BM25 negatives)",
+                 "stage2": "SimLM stage 2 (pre-trained, stage-1 negatives)", "stage3": "SimLM stage 3 (distilled)"}
+
+
 def subset(src: Path, dst: Path, n: int, seed: int) -> None:
     """A fixed random subset of the training queries (the same queries for every stage)."""
     examples = read_train_file(src)
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pretrain-steps", type=int, default=40)
     ap.add_argument("--pretrain-batch", type=int, default=16)
     ap.add_argument("--generator-steps", type=int, default=50)
+    ap.add_argument("--export-stage", choices=sorted(EXPORT_MODELS), default="stage3",
+                    help="the checkpoint exported as the default retriever (default: %(default)s, the recipe's "
+                         "last stage; an earlier one when a budget stops the recipe before distillation)")
     ap.add_argument("--seed", type=int, default=42)
     return ap
 
@@ -212,7 +219,8 @@ def main(argv=None) -> int:
             shutil.copy(w / "stage1_negs.jsonl", w / "stage2_negs.jsonl")
         elif name == "export":
             recipe = {"recipe": "benchmarks/train_default.py", "settings": log["settings"], "stages": log["stages"]}
-            export_fp16(w / "stage3", RESOURCES / "simlm-default", {**recipe, "model": "SimLM stage 3 (distilled)"})
+            export_fp16(w / a.export_stage, RESOURCES / "simlm-default",
+                        {**recipe, "model": EXPORT_MODELS[a.export_stage]})
             export_fp16(w / "reranker", RESOURCES / "reranker-default", {**recipe, "model": "cross-encoder re-ranker"})
         else:
             proc = subprocess.run(cmd, cwd=ROOT)

@@ -246,6 +246,17 @@ SIMLM_VARIANTS = {
 SYSTEM_CHOICES = ("bm25", "minilm", "simlm", *SIMLM_VARIANTS) + LUCENE_CHOICES + ("recorded", "rerank")
 
 
+def shipped_model(checkpoint: str) -> str:
+    """What the checkpoint is, from the ``model`` line its export wrote (``simlm_ir_recipe.json``)."""
+    from simlm_ir.modeling.checkpoints import resolve_checkpoint
+
+    recipe = Path(resolve_checkpoint(checkpoint)) / "simlm_ir_recipe.json"
+    try:
+        return f"default checkpoint: {json.loads(recipe.read_text())['model']}"
+    except (OSError, ValueError, KeyError):
+        return "default checkpoint"
+
+
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
                   k1: float = 0.9, b: float = 0.4, threads: int = 2, rerank_depth: int = 100,
                   simlm: str = "simlm", reranker: str = "reranker-default", say=print) -> list:
@@ -270,8 +281,7 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
             except CheckpointError as exc:
                 say(f"skipping SimLM: {exc}")
                 continue
-            systems.append(DenseSystem("SimLM", simlm, note="default checkpoint: pre-trained + 3 fine-tuning stages; "
-                                                            "flat fp32 index"))
+            systems.append(DenseSystem("SimLM", simlm, note=f"{shipped_model(simlm)}; flat fp32 index"))
         elif name in SIMLM_VARIANTS:
             from simlm_ir.index.faiss import IndexConfig
 
@@ -300,7 +310,7 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
                 say(f"skipping the re-ranker: {exc}")
                 continue
             systems.append(RerankSystem(reranker, rerank_depth, name=f"BM25 + re-ranker (top {rerank_depth})",
-                                        note="MiniLM cross-encoder, the distillation teacher", bm25=bm25))
+                                        note="MiniLM cross-encoder, the shipped re-ranker", bm25=bm25))
     for label, ckpt in (dense or {}).items():
         systems.append(DenseSystem(label, ckpt))
     return systems
