@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--kd-save-steps", type=int, default=50,
                     help="stage-3 checkpoint and dev-evaluation interval (default: %(default)s)")
     ap.add_argument("--kd-pool", type=int, default=200,
-                    help="teacher-scored mined negatives per query, + 10 random (default: %(default)s, as the authors)")
+                    help="teacher-scored mined negatives per query, + --kd-random random ones "
+                         "(default: %(default)s, as the authors)")
     ap.add_argument("--kd-random", type=int, default=10,
                     help="teacher-scored random negatives per query (default: %(default)s, as the authors)")
     ap.add_argument("--kd-init", choices=["pretrained", "stage2"], default="pretrained",

@@ -85,8 +85,8 @@ class FinetuneConfig:
                                      "over their dev groups; we rank the whole --corpus for the dev queries, which "
                                      "measures what we report and costs one encoding pass on a corpus this size")
     length_buckets: int = arg(1, "encode each step's passages as N length-sorted chunks, each padded to its own "
-                                 "longest: same loss up to dropout noise, less padding (4: ~1.5x faster on "
-                                 "Debian descriptions on CPU)")
+                                 "longest: same loss up to dropout noise, less padding (measured: 4 chunks halve "
+                                 "a CPU step on Debian descriptions, 20.2 -> 10.0 s at 32 x 4 passages)")
     seed: int = arg(42, "every random choice of a step derives from (seed, step)")
     save_steps: int = arg(200, "checkpoint every N steps")
     log_every: int = arg(10, "log the mean loss every N steps")
