@@ -21,7 +21,11 @@ Every stage is the public CLI command it prints (so the recipe doubles as docume
  9. ``stage3``     the *pre-trained* checkpoint distilled from the re-ranker (KL + 0.2 x
                    contrastive), each epoch a new slice of the scored pool as group negatives, the
                    best checkpoint on debian-known-item/dev kept (``--kd-init stage2``: ablation)
-10. ``export``     stage 3 and the re-ranker -> fp16 safetensors under simlm_ir/resources/
+10. ``colbert``    the ColBERT baseline (``python -m simlm_ir.train.colbert``) on the same BM25-negative
+                   training file with the same batch, group, lr, epochs and warm-up as stages 1 and 2, so
+                   the leaderboard compares the two architectures at one data and compute budget
+11. ``export``     the ``--export-stage`` checkpoint, the re-ranker and ColBERT (when trained) -> fp16
+                   safetensors under simlm_ir/resources/
 
 Scale is cut to fit 2 CPU cores (the paper's settings are in SIMLM.md): a fixed subset of the
 training queries, small batches and groups, one epoch per contrastive stage. Stage 3 takes the
@@ -103,6 +107,10 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("stage3", py + ["simlm_ir.train.finetune", "--kd-teacher", str(w / "teacher.jsonl"),
                          "--init", str(w / ("pretrained" if a.kd_init == "pretrained" else "stage2")),
                          "--output", str(w / "stage3"), *kd]),
+        ("colbert", py + ["simlm_ir.train.colbert", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
+                          "--output", str(w / "colbert"), "--corpus", DATASET, "--batch-size", str(a.batch_size),
+                          "--group-size", str(a.group_size), "--lr", str(a.lr), "--epochs", str(a.epochs),
+                          "--warmup-steps", str(a.warmup_steps), "--save-steps", "50", "--seed", str(a.seed)]),
         ("export", []),
     ]
 
@@ -131,7 +139,8 @@ def export_fp16(src: Path, dst: Path, extra: dict) -> None:
     save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()},
               str(tmp / "model.safetensors"), metadata={"format": "pt"})
     for f in src.iterdir():
-        if f.is_file() and f.suffix in (".json", ".txt", ".jsonl") and f.name != "model.safetensors":
+        # .metadata: colbert-ai's artifact.metadata (ColBERT's settings)
+        if f.is_file() and f.suffix in (".json", ".txt", ".jsonl", ".metadata") and f.name != "model.safetensors":
             shutil.copy(f, tmp / f.name)
     (tmp / "simlm_ir_recipe.json").write_text(json.dumps(extra, indent=2) + "\n")
     if dst.exists():
@@ -222,7 +231,12 @@ def main(argv=None) -> int:
             recipe = {"recipe": "benchmarks/train_default.py", "settings": log["settings"], "stages": log["stages"]}
             export_fp16(w / a.export_stage, RESOURCES / "simlm-default",
                         {**recipe, "model": EXPORT_MODELS[a.export_stage]})
-            export_fp16(w / "reranker", RESOURCES / "reranker-default", {**recipe, "model": "cross-encoder re-ranker"})
+            if (w / "reranker" / "model.safetensors").exists():
+                export_fp16(w / "reranker", RESOURCES / "reranker-default",
+                            {**recipe, "model": "cross-encoder re-ranker"})
+            if (w / "colbert" / "model.safetensors").exists():
+                export_fp16(w / "colbert", RESOURCES / "colbert-default",
+                            {**recipe, "model": "ColBERT (MiniLM + 128-dim projection), stage-1 data and budget"})
         else:
             proc = subprocess.run(cmd, cwd=ROOT)
             if proc.returncode != 0:

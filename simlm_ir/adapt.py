@@ -12,9 +12,10 @@ bottleneck on the target corpus teaches the [CLS] vector that corpus's text. Thi
    masked-LM checkpoint: the shipped re-ranker is a cross-encoder, not a masked LM, and the paper's
    ELECTRA generator is not on disk offline. The run says which one it used;
 2. re-runs the shipped fine-tuning recipe (``benchmarks/train_default.py``, settings read from the
-   shipped model's ``simlm_ir_recipe.json``) on the shipped training data: BM25 negatives ->
-   stage 1 -> negatives mined by stage 1 -> stage 2 -> scores of the shipped re-ranker (the recipe's
-   teacher, reused rather than retrained) -> stage 3 (distillation);
+   shipped model's ``simlm_ir_recipe.json``) on the shipped training data, up to the stage the
+   shipped model was exported from: BM25 negatives -> stage 1 -> negatives mined by stage 1 ->
+   stage 2 -> scores of the shipped re-ranker (the recipe's teacher, reused rather than retrained)
+   -> stage 3 (distillation);
 3. with ``--topics`` and ``--qrels``, evaluates the adapted model beside the shipped default and BM25
    on the user's corpus in one leaderboard (``OUTPUT/runs/<name>/leaderboard.md``).
 
@@ -49,6 +50,19 @@ PRESETS = {
     # one GPU: an epoch or more of a mid-sized corpus
     "gpu": {"pretrain_steps": 3000, "pretrain_batch_size": 64, "generator_warmup_steps": 500},
 }
+
+
+# The recipe's fine-tuning stages in order (benchmarks/train_default.py); a shipped model exported
+# from stage 1 or 2 is re-made by the stages up to that one.
+RECIPE_STAGES = ("mine-bm25", "stage1", "mine-dense", "stage2", "teacher", "stage3")
+
+
+def recipe_stages(recipe: dict) -> tuple[str, ...]:
+    """The fine-tuning stages that made the shipped model: up to its ``export_stage`` (older recipes: 3)."""
+    last = recipe.get("export_stage", "stage3")
+    if last not in RECIPE_STAGES:
+        raise SimLMIRError(f"simlm_ir_recipe.json: export_stage {last!r} is not one of the recipe's stages")
+    return RECIPE_STAGES[: RECIPE_STAGES.index(last) + 1]
 
 
 def _recipe_settings(model_dir: Path = DEFAULT_SIMLM_DIR) -> dict:
@@ -151,6 +165,8 @@ def plan(cfg: AdaptConfig, corpus_passages: int, corpus_tokens: float, train_cor
               ft_steps * recipe["batch_size"] * (recipe["kd_group_size"] * L + 32)),
         Stage("export", f"the adapted model -> {Path(cfg.output) / MODEL_DIR}", 0),
     ]
+    keep = recipe_stages(recipe)
+    stages = [s for s in stages if s.name in keep or s.name not in RECIPE_STAGES]
     if cfg.topics:
         stages.append(Stage("evaluate", f"BM25, shipped and adapted SimLM on {eval_queries} queries",
                             2 * corpus_tokens / 3 + 2 * eval_queries * 32 / 3))
@@ -257,7 +273,8 @@ class AdaptRun:
                               train_file=None if kd else str(train_file), kd_teacher=str(train_file) if kd else None,
                               group_size=recipe["kd_group_size" if kd else "group_size"],
                               batch_size=recipe["batch_size"], lr=recipe["kd_lr" if kd else "lr"],
-                              epochs=recipe["epochs"], warmup_steps=4, save_steps=50, seed=self.cfg.seed,
+                              epochs=recipe["epochs"], warmup_steps=recipe.get("warmup_steps", 4),
+                              length_buckets=recipe.get("length_buckets", 1), save_steps=50, seed=self.cfg.seed,
                               resume=resume, device=self.cfg.device, progress=self.cfg.progress)
         records = finetune(fcfg)
         return {"final_loss": records[-1]["loss"] if records else None}
@@ -271,8 +288,13 @@ class AdaptRun:
                              device=None if self.cfg.device == "auto" else self.cfg.device)
         return {"queries": n}
 
+    @staticmethod
+    def _kd_init() -> str:
+        """Stage 3's start as the recipe had it: the pre-trained checkpoint (older recipes: stage 2)."""
+        return _recipe_settings().get("kd_init", "stage2")
+
     def run_export(self) -> dict:
-        src, dst = self.out / "stage3", self.out / MODEL_DIR
+        src, dst = self.out / recipe_stages(_recipe_settings())[-1], self.out / MODEL_DIR
         tmp = self.out / f".{MODEL_DIR}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -315,7 +337,7 @@ class AdaptRun:
             "mine-dense": lambda: self.run_mine("dense", str(out / "stage1")),
             "stage2": lambda: self.run_finetune("stage2", out / "stage1_negs.jsonl", out / "pretrained"),
             "teacher": self.run_teacher,
-            "stage3": lambda: self.run_finetune("stage3", out / "teacher.jsonl", out / "stage2", kd=True),
+            "stage3": lambda: self.run_finetune("stage3", out / "teacher.jsonl", out / self._kd_init(), kd=True),
             "export": self.run_export,
             "evaluate": self.run_evaluate,
         }

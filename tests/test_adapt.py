@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from simlm_ir.modeling.checkpoints import DEFAULT_SIMLM_DIR
 from tests.tiny import DOCS, QRELS, QUERIES, save_tiny_bert
 
 # the user's unlabelled corpus (a domain the training data does not cover) and their test queries
@@ -48,22 +49,23 @@ def config(d, tiny, out, **kw):
 
 
 def test_adapt_end_to_end_then_resume(setup, tmp_path):
-    from simlm_ir.adapt import adapt
+    from simlm_ir.adapt import _recipe_settings, adapt, recipe_stages
 
     d, tiny = setup
     out = tmp_path / "adapted"
     said = []
     log = adapt(config(d, tiny, out), say=said.append)
     text = "\n".join(said)
-    assert list(log["stages"]) == ["pretrain", "mine-bm25", "stage1", "mine-dense", "stage2", "teacher", "stage3",
-                                   "export", "evaluate"]
+    recipe = _recipe_settings()
+    # the shipped recipe's fine-tuning stages, up to the one the shipped model was exported from
+    assert list(log["stages"]) == ["pretrain", *recipe_stages(recipe), "export", "evaluate"]
     assert "generator: unigram" in text and "estimated time: ~" in text
     assert log["stages"]["pretrain"]["generator"]["kind"] == "unigram"
     assert log["stages"]["pretrain"]["steps"] == 3
     # the recipe's subset of training queries, each with mined negatives
     assert sum(1 for _ in open(out / "bm25_negs.jsonl")) == 6
     meta = json.loads((out / "model" / "simlm_ir_adapt.json").read_text())
-    assert meta["adapt_config"]["generator"] == "unigram" and meta["fine_tuning_recipe"]["group_size"] == 4
+    assert meta["adapt_config"]["generator"] == "unigram" and meta["fine_tuning_recipe"] == recipe
     before, after = load_file(str(tiny / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
     layer = "encoder.layer.0.attention.self.query.weight"
     assert before[layer].shape == after[layer].shape and not torch.equal(before[layer], after[layer])
@@ -75,7 +77,8 @@ def test_adapt_end_to_end_then_resume(setup, tmp_path):
 
     said.clear()
     adapt(config(d, tiny, out), say=said.append)  # everything done: every stage is skipped
-    assert sum("skipped" in line for line in said) == 9 and not any("estimated" in line for line in said)
+    assert sum("skipped" in line for line in said) == len(log["stages"])
+    assert not any("estimated" in line for line in said)
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
@@ -98,4 +101,24 @@ def test_cli_is_generated_from_the_config():
         ["--corpus", "c.jsonl", "--output", "o", "--preset", "gpu", "--pretrain-steps", "7"])
     resolved = cfg.resolved()
     assert resolved.pretrain_steps == 7 and resolved.pretrain_batch_size == 64
-    assert resolved.train_queries == 320 and resolved.generator == "mlm-warmup"
+    assert resolved.generator == "mlm-warmup"
+    assert resolved.train_queries == json.loads(
+        (DEFAULT_SIMLM_DIR / "simlm_ir_recipe.json").read_text())["settings"]["train_queries"]
+
+
+@pytest.mark.parametrize("export_stage, last", [(None, "stage3"), ("stage1", "stage1"), ("stage2", "stage2")])
+def test_the_recipe_is_re_run_up_to_the_stage_the_shipped_model_came_from(export_stage, last):
+    from simlm_ir.adapt import recipe_stages
+
+    recipe = {} if export_stage is None else {"export_stage": export_stage}
+    stages = recipe_stages(recipe)
+    assert stages[-1] == last and stages[0] == "mine-bm25"
+    assert ("teacher" in stages) == (last == "stage3") and ("mine-dense" in stages) == (last != "stage1")
+
+
+def test_an_unknown_export_stage_is_refused():
+    from simlm_ir.adapt import recipe_stages
+    from simlm_ir.errors import SimLMIRError
+
+    with pytest.raises(SimLMIRError, match="export_stage 'stage9'"):
+        recipe_stages({"export_stage": "stage9"})

@@ -248,13 +248,10 @@ SYSTEM_CHOICES = ("bm25", "minilm", "simlm", *SIMLM_VARIANTS) + LUCENE_CHOICES +
 
 def shipped_model(checkpoint: str) -> str:
     """What the checkpoint is, from the ``model`` line its export wrote (``simlm_ir_recipe.json``)."""
-    from simlm_ir.modeling.checkpoints import resolve_checkpoint
+    from simlm_ir.modeling.checkpoints import exported_model_line
 
-    recipe = Path(resolve_checkpoint(checkpoint)) / "simlm_ir_recipe.json"
-    try:
-        return f"default checkpoint: {json.loads(recipe.read_text())['model']}"
-    except (OSError, ValueError, KeyError):
-        return "default checkpoint"
+    line = exported_model_line(checkpoint)
+    return f"default checkpoint: {line}" if line else "default checkpoint"
 
 
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,

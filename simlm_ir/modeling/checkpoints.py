@@ -74,6 +74,16 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> str:
     raise CheckpointError(f"{name}: no such checkpoint directory, and not a hub id (owner/name)")
 
 
+def exported_model_line(name_or_path: str | os.PathLike) -> str | None:
+    """The ``model`` line ``benchmarks/train_default.py`` wrote when it exported a checkpoint: how it was
+    trained, for leaderboard notes. None for checkpoints it did not export."""
+    try:
+        recipe = Path(resolve_checkpoint(name_or_path)) / "simlm_ir_recipe.json"
+        return json.loads(recipe.read_text())["model"]
+    except (CheckpointError, OSError, ValueError, KeyError):
+        return None
+
+
 def check_bert_like(path: str | os.PathLike) -> dict:
     """Return the config of a local checkpoint, or raise if it is not a BERT-family encoder."""
     cfg_file = Path(path) / "config.json"

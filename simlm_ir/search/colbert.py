@@ -25,6 +25,7 @@ from simlm_ir.index.colbert import (
     build_colbert_index,
     read_colbert_index,
 )
+from simlm_ir.modeling.checkpoints import exported_model_line
 from simlm_ir.modeling.colbert import ColBERT, model_key
 from simlm_ir.search.base import IndexInfo, SearchResult
 from simlm_ir.util.progress import progress
@@ -118,6 +119,8 @@ class ColBERTSystem:
         exact = ColBERTIndex(token_dir) if self.engine == "exact" else None
         encode_seconds = float(json.loads((token_dir / INDEX_META).read_text())["build_seconds"])
         untrained = "" if self.model.trained_projection else "; untrained projection"
+        trained = exported_model_line(self.checkpoint)  # how the shipped one was trained
+        untrained += f"; {trained}" if trained else ""
         if exact is not None:
             self.index, meta = exact, exact.meta
             if not self.note:
