@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -33,21 +34,27 @@ def file_stem(name: str) -> str:
 
 def run_benchmark(dataset, systems: Sequence[System], runs_dir="runs", work_dir="work",
                   measures: Sequence[str] = DEFAULT_MEASURES, hits: int = 1000,
-                  record: set[str] = frozenset()) -> tuple[list[SystemResult], str]:
+                  record: set[str] = frozenset(), say=print) -> tuple[list[SystemResult], str]:
     """Index, search and evaluate every system on ``dataset`` (an ir_datasets id or a collection
     object such as :class:`~simlm_ir.data.datasets.LocalCollection`); write runs and the leaderboard.
 
     Returns the results and the Markdown table. Runs go to ``runs/<collection>/<system>.trec``;
-    systems named in ``record`` are also recorded under ``runs/<collection>/recorded/``.
+    systems named in ``record`` are also recorded under ``runs/<collection>/recorded/``. ``say`` gets
+    one line per system with the wall time of its preparation (index build or reuse) and its search,
+    so a slow first run shows where its time goes.
     """
     collection = load_collection(dataset) if isinstance(dataset, str) else dataset
     queries, qrels = collection.queries, collection.qrels
     out_dir = Path(runs_dir) / collection.slug
     results: list[SystemResult] = []
     runs = {}
-    for system in systems:
+    for i, system in enumerate(systems, 1):
+        t0 = time.perf_counter()
         info = system.prepare(collection, Path(work_dir))
+        t1 = time.perf_counter()
         searched = system.search(queries, hits)
+        say(f"[{i}/{len(systems)}] {system.name}: prepared in {t1 - t0:.1f} s, "
+            f"searched {len(queries)} queries in {time.perf_counter() - t1:.1f} s")
         runs[system.name] = searched.run
         write_trec_run(searched.run, out_dir / f"{file_stem(system.name)}.trec", tag=file_stem(system.name))
         if system.name in record:
