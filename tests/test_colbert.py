@@ -146,6 +146,37 @@ def test_colbert_system_reuses_its_index(model, tmp_path):
     assert info.size_bytes == system.index.size_bytes and "fp16 token vectors" in system.note
     result = system.search(QUERIES, k=4)
     assert list(result.run) == list(QUERIES) and all(len(docs) == 4 for docs in result.run.values())
-    assert len(result.latencies_ms) == 3
+    assert len(result.latencies_ms) == 3  # fewer queries than the latency sample: each one timed
     again = ColBERTSystem(str(tmp_path / "ckpt")).prepare(TinyCollection(), tmp_path / "work")
     assert again.build_seconds == info.build_seconds  # cached index, not rebuilt
+
+
+def test_batch_maxsim_equals_one_query_at_a_time(model, tmp_path, monkeypatch):
+    import simlm_ir.search.colbert as colbert_search
+
+    passages = [Passage(i, "-", t) for i, t in DOCS.items()]
+    build_colbert_index(passages, model, tmp_path / "idx", chunk_docs=4)
+    index = ColBERTIndex(tmp_path / "idx")
+    texts = ["text editor", "compression library", "web server for static files"]
+    qs = np.stack([model.encode_query(t) for t in texts])
+    one = np.stack([index.scores(q) for q in qs])
+    # tiny chunks: documents split over many matrix products, some documents alone in theirs
+    monkeypatch.setattr(colbert_search, "SEARCH_CHUNK_TOKENS", 30)
+    many = index.scores_many(qs)
+    assert many.shape == (3, len(DOCS))
+    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_system_searches_in_batches_and_times_a_sample(model, tmp_path, monkeypatch):
+    import simlm_ir.search.colbert as colbert_search
+
+    model.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.setattr(colbert_search, "QUERY_BATCH", 2)  # batches of 2 and a last one of 1
+    system = ColBERTSystem(str(tmp_path / "ckpt"), latency_queries=2)
+    system.prepare(TinyCollection(), tmp_path / "work")
+    result = system.search(QUERIES, k=3)
+    assert len(result.latencies_ms) == 2 and "mean of 2 queries searched one at a time" in system.note
+    for qid, text in QUERIES.items():  # the batch run is the one-query search's
+        expected = system.index.search(system.model.encode_query(text), 3)
+        assert list(result.run[qid]) == [d for d, _ in expected]
+        assert list(result.run[qid].values()) == pytest.approx([s for _, s in expected], abs=1e-4)
