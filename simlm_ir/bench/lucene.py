@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from simlm_ir.index.lucene import LuceneIndexConfig
-from simlm_ir.search.base import IndexInfo, SearchResult
-from simlm_ir.util.progress import progress
+from simlm_ir.search.base import IndexInfo, SearchResult, sample_latencies
 
 LUCENE_EF_SEARCH = 1000  # = the benchmark's run depth, as Anserini's regressions search (-hits 1000 -efSearch 1000)
 # short name -> (leaderboard name, index configuration); Anserini's HNSW defaults (M 16, efC 100)
@@ -94,16 +92,16 @@ class LuceneDenseSystem:
         return IndexInfo(meta["index_bytes"], None if encode_seconds is None else encode_seconds + lucene_seconds)
 
     def search(self, queries, k):
-        run, latencies, vectors = {}, [], []
-        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
-            start = time.perf_counter()
-            q = self.searcher.encode([text])[0]
-            hits = self.searcher.search_vector(q, k)
-            latencies.append((time.perf_counter() - start) * 1000)
-            run[qid] = {h.docid: h.score for h in hits}
-            vectors.append(q)
-        if vectors:
-            self.recall = self.recall_vs_flat(list(queries), np.stack(vectors), run)
+        """The run from Anserini's batch search; latency from the first queries encoded and searched
+        alone; recall against exact search over the same vectors."""
+        def one(text: str):
+            return self.searcher.search_vector(self.searcher.encode([text])[0], k)
+
+        latencies = sample_latencies(queries, one)
+        run = self.batch_run(queries, k)
+        if run:
+            qids = list(queries)
+            self.recall = self.recall_vs_flat(qids, self.searcher.encode([queries[q] for q in qids]), run)
             self.note = self._describe()
         return SearchResult(run, latencies)
 

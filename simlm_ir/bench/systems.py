@@ -15,9 +15,8 @@ from pathlib import Path
 from simlm_ir.bench.lucene import LUCENE_CHOICES, lucene_system
 from simlm_ir.data.corpus import corpus_fingerprint
 from simlm_ir.data.datasets import Collection, corpus_key
-from simlm_ir.search.base import IndexInfo, SearchResult
+from simlm_ir.search.base import IndexInfo, SearchResult, sample_latencies
 from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
-from simlm_ir.util.progress import progress
 
 
 def model_fingerprint(path: str) -> str:
@@ -47,7 +46,9 @@ class BM25System:
         return IndexInfo(info.size_bytes, info.build_seconds)
 
     def search(self, queries, k):
-        return self.searcher.search(queries, k)
+        """The run from a multi-threaded batch search; latency from the first queries searched alone."""
+        latencies = sample_latencies(queries, lambda text: self.searcher.searcher.search(text, k=k))
+        return SearchResult(self.batch_run(queries, k), latencies)
 
     def batch_run(self, queries, k):
         """The run alone, searched with all threads (for tuning; no per-query latency)."""
@@ -116,13 +117,9 @@ class DenseSystem:
         return IndexInfo(size, seconds)
 
     def search(self, queries, k):
-        run, latencies = {}, []
-        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
-            start = time.perf_counter()
-            hits = self.searcher.search(text, k)
-            latencies.append((time.perf_counter() - start) * 1000)
-            run[qid] = {h.docid: h.score for h in hits}
-        return SearchResult(run, latencies)
+        """The run from batched encoding and one FAISS search; latency from the first queries alone."""
+        latencies = sample_latencies(queries, lambda text: self.searcher.search(text, k))
+        return SearchResult(self.batch_run(queries, k), latencies)
 
     def batch_run(self, queries, k):
         """The run alone: queries encoded in batches, one FAISS search (for tuning; no latency)."""

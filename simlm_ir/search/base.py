@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Mapping, Protocol
 
 from simlm_ir.data.trec import Run
 
@@ -13,7 +14,24 @@ from simlm_ir.data.trec import Run
 @dataclass
 class SearchResult:
     run: Run
-    latencies_ms: list[float]  # one per query, searched one at a time
+    latencies_ms: list[float]  # per query searched alone: every query, or the first LATENCY_QUERIES
+
+
+# Queries timed one at a time for a row's latency. The benchmark's systems search the whole run in
+# batches (what a throughput job does, and several times faster on CPU) and time only this sample
+# alone, encoding included (what one user's query costs); fusions add their components' samples.
+LATENCY_QUERIES = 32
+
+
+def sample_latencies(queries: Mapping[str, str], search_one: Callable[[str], object],
+                     n: int = LATENCY_QUERIES) -> list[float]:
+    """Milliseconds of ``search_one(text)`` for each of the first ``n`` queries, one at a time."""
+    out = []
+    for text in list(queries.values())[:n]:
+        start = time.perf_counter()
+        search_one(text)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
 
 
 @dataclass

@@ -27,7 +27,7 @@ from simlm_ir.index.colbert import (
 )
 from simlm_ir.modeling.checkpoints import exported_model_line
 from simlm_ir.modeling.colbert import ColBERT, model_key
-from simlm_ir.search.base import IndexInfo, SearchResult
+from simlm_ir.search.base import LATENCY_QUERIES, IndexInfo, SearchResult, sample_latencies
 from simlm_ir.util.progress import progress
 
 SEARCH_CHUNK_TOKENS = 1 << 20  # token vectors scored at once (bounds the similarity matrix)
@@ -119,7 +119,7 @@ class ColBERTSystem:
     """
 
     def __init__(self, checkpoint: str, engine: str = "exact", nbits: int = 2, name: str | None = None,
-                 note: str = "", threads: int | None = None, latency_queries: int = 16):
+                 note: str = "", threads: int | None = None, latency_queries: int = LATENCY_QUERIES):
         if engine not in ENGINES:
             raise ValueError(f"ColBERT engine must be one of {ENGINES}, not {engine!r}")
         self.checkpoint, self.engine, self.nbits, self.note, self.threads = checkpoint, engine, nbits, note, threads
@@ -146,8 +146,7 @@ class ColBERTSystem:
             self.index, meta = exact, exact.meta
             if not self.note:
                 self.note = (f"{meta['tokens']:,} fp16 token vectors x {meta['dim']}, "
-                             f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{untrained}; latency: mean "
-                             f"of {self.latency_queries} queries searched one at a time")
+                             f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{untrained}")
             return IndexInfo(exact.size_bytes, encode_seconds)
         from simlm_ir.index.plaid import PLAID_META, PLAIDConfig, build_plaid_index
         from simlm_ir.search.plaid import PLAIDIndex
@@ -179,11 +178,8 @@ class ColBERTSystem:
         vectors for QUERY_BATCH queries); latency is measured on the first ``latency_queries``
         queries, each encoded and searched alone, as a user's single query would be."""
         qids = list(queries)
-        latencies = []
-        for qid in qids[: self.latency_queries]:
-            start = time.perf_counter()
-            self.index.search(self.model.encode_query(queries[qid]), k)
-            latencies.append((time.perf_counter() - start) * 1000)
+        latencies = sample_latencies(queries, lambda text: self.index.search(self.model.encode_query(text), k),
+                                     self.latency_queries)
         run = {}
         bar = progress(total=len(qids), desc=f"{self.name} search", unit="q")
         for lo in range(0, len(qids), QUERY_BATCH):
