@@ -70,3 +70,27 @@ def test_rerank_keeps_first_stage_tail_below_rescored_top(tmp_path):
     assert FakeCE.calls == 3 + 3  # the batch, then the latency sample (never from the cache)
     again = system.search({"q": "text"}, k=6)
     assert again.run == result.run and FakeCE.calls == 6 + 3  # the scores came from the cache
+
+
+def test_latency_sample_times_the_first_queries_alone_in_order():
+    from simlm_ir.search.base import sample_latencies
+
+    seen = []
+    queries = {f"q{i}": f"text {i}" for i in range(5)}
+    latencies = sample_latencies(queries, seen.append, n=3)
+    assert seen == ["text 0", "text 1", "text 2"] and len(latencies) == 3 and all(x >= 0 for x in latencies)
+    assert len(sample_latencies(queries, seen.append, n=32)) == 5  # fewer queries than the sample
+
+
+def test_batch_searched_runs_equal_one_query_at_a_time(tmp_path):
+    """The rows' runs come from batch searches; they must be the runs of one-at-a-time search."""
+    from simlm_ir.bench.systems import BM25System
+    from simlm_ir.data.datasets import load_collection
+
+    collection = load_collection("debian-known-item/test")
+    queries = dict(list(collection.queries.items())[:40])
+    bm25 = BM25System()
+    bm25.prepare(collection, tmp_path)
+    result = bm25.search(queries, 50)
+    assert len(result.latencies_ms) == 32
+    assert result.run == bm25.searcher.search(queries, 50).run
