@@ -70,7 +70,14 @@ def _recipe_settings(model_dir: Path = DEFAULT_SIMLM_DIR) -> dict:
     recipe = model_dir / "simlm_ir_recipe.json"
     if not recipe.exists():
         raise SimLMIRError(f"{recipe}: missing; the shipped default's recipe settings are needed to re-run it")
-    return json.loads(recipe.read_text())["settings"]
+    settings = json.loads(recipe.read_text())["settings"]
+    # a recipe that left the distillation settings to the trainer (None) means the trainer's defaults
+    from simlm_ir.train.finetune import KD_EPOCHS, KD_GROUP_SIZE, KD_LR
+
+    for key, default in (("kd_group_size", KD_GROUP_SIZE), ("kd_lr", KD_LR), ("kd_epochs", KD_EPOCHS)):
+        if settings.get(key) is None:
+            settings[key] = default
+    return settings
 
 
 @dataclass
