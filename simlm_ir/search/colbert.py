@@ -45,11 +45,16 @@ class ColBERTIndex:
         vectors, self.doclens, self.docids, self.meta = read_colbert_index(self.dir)
         self.vectors = torch.from_numpy(vectors.astype(np.float32))
         self.offsets = np.concatenate([[0], np.cumsum(self.doclens)]).astype(np.int64)
-        self._chunks = self._doc_chunks(SEARCH_CHUNK_TOKENS)
+        self._chunks: dict[int, list[tuple[int, int]]] = {}  # token budget -> document ranges
 
     def _doc_chunks(self, max_tokens: int) -> list[tuple[int, int]]:
         """Document ranges whose tokens fit one similarity matrix (a document longer than
-        ``max_tokens`` gets a range of its own)."""
+        ``max_tokens`` gets a range of its own); computed once per budget."""
+        if max_tokens not in self._chunks:
+            self._chunks[max_tokens] = self._split(max_tokens)
+        return self._chunks[max_tokens]
+
+    def _split(self, max_tokens: int) -> list[tuple[int, int]]:
         chunks, first = [], 0
         for i in range(1, len(self.doclens) + 1):
             if i == len(self.doclens) or self.offsets[i + 1] - self.offsets[first] > max_tokens:
@@ -63,15 +68,7 @@ class ColBERTIndex:
 
     def scores(self, q: np.ndarray) -> np.ndarray:
         """MaxSim score of every document for one query's vectors (Lq, dim)."""
-        qt = torch.from_numpy(np.ascontiguousarray(q, dtype=np.float32)).T
-        out = np.empty(len(self.doclens), dtype=np.float32)
-        with torch.inference_mode():
-            for lo, hi in self._chunks:
-                t0, t1 = self.offsets[lo], self.offsets[hi]
-                sims = (self.vectors[t0:t1] @ qt).numpy()  # (tokens, Lq)
-                best = np.maximum.reduceat(sims, self.offsets[lo:hi] - t0, axis=0)  # (docs, Lq)
-                out[lo:hi] = best.sum(axis=1)
-        return out
+        return self.scores_many(np.asarray(q)[None])[0]
 
     def scores_many(self, qs: np.ndarray) -> np.ndarray:
         """MaxSim scores (n, docs) of n queries' vectors (n, Lq, dim) at once: one matrix product per
@@ -139,14 +136,14 @@ class ColBERTSystem:
             build_colbert_index(collection.passages(), self.model, token_dir, progress_total=n)
         exact = ColBERTIndex(token_dir) if self.engine == "exact" else None
         encode_seconds = float(json.loads((token_dir / INDEX_META).read_text())["build_seconds"])
-        untrained = "" if self.model.trained_projection else "; untrained projection"
         trained = exported_model_line(self.checkpoint)  # how the shipped one was trained
-        untrained += f"; {trained}" if trained else ""
+        suffix = "" if self.model.trained_projection else "; untrained projection"
+        suffix += f"; {trained}" if trained else ""
         if exact is not None:
             self.index, meta = exact, exact.meta
             if not self.note:
                 self.note = (f"{meta['tokens']:,} fp16 token vectors x {meta['dim']}, "
-                             f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{untrained}")
+                             f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{suffix}")
             return IndexInfo(exact.size_bytes, encode_seconds)
         from simlm_ir.index.plaid import PLAID_META, PLAIDConfig, build_plaid_index
         from simlm_ir.search.plaid import PLAIDIndex
@@ -159,7 +156,7 @@ class ColBERTSystem:
         size = self.index.size_bytes
         if not self.note:
             self.note = (f"{self.nbits}-bit residuals of {meta['tokens']:,} token vectors, {meta['centroids']:,} "
-                         f"centroids, {size / max(1, meta['docs']):,.0f} B/passage{untrained}")
+                         f"centroids, {size / max(1, meta['docs']):,.0f} B/passage{suffix}")
         return IndexInfo(size, encode_seconds + float(meta["build_seconds"]))
 
     def search(self, queries: Mapping[str, str], k: int):
