@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rerank-depth", type=int, default=20,
                     help="BM25 depth the re-ranker re-scores (default %(default)s on CPU; the paper re-ranks the "
                          "top 100)")
+    ap.add_argument("--reranker", default="reranker-default", metavar="CHECKPOINT",
+                    help="the re-ranker row's cross-encoder: the shipped one (default), a directory from python -m "
+                         "simlm_ir.train.rerank, or any 1-logit sequence-classification checkpoint")
     ap.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help="ir-measures names")
     ap.add_argument("--hits", type=int, default=1000, help="depth of each run")
     add_run_arguments(ap)
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
                        measures=args.measures, hits=args.hits, k1=args.k1, b=args.b, threads=args.threads,
                        runs_dir=args.runs_dir, work_dir=args.work_dir, colbert=args.colbert, alpha=args.alpha,
                        tune_on=args.tune_on, alpha_grid=args.alpha_grid, fusion_depth=args.fusion_depth,
-                       plaid_nbits=args.plaid_nbits)
+                       plaid_nbits=args.plaid_nbits, reranker=args.reranker)
     _, failed = run_job(job, warn=lambda line: print(line, file=sys.stderr))
     return 2 if failed else 0
 

@@ -13,7 +13,8 @@ Every stage is the public CLI command it prints (so the recipe doubles as docume
  4. ``stage1``     pre-trained SimLM fine-tuned with BM25 negatives
  5. ``mine-dense`` negatives mined by stage 1 (top 200, positives removed)
  6. ``stage2``     pre-trained SimLM fine-tuned with stage-1 negatives
- 7. ``reranker``   cross-encoder (MiniLM) trained on stage-1 negatives: the teacher; forwards
+ 7. ``reranker``   cross-encoder (MiniLM) trained on BM25 negatives (``--rerank-negatives stage1``: the
+                   authors' choice, the retriever's own): the teacher; forwards
                    ``--rerank-group-size`` candidates without gradient and trains on its own top
                    1/``--rerank-forward-factor`` with the positive kept, plus R-Drop
  8. ``teacher``    the re-ranker scores each training query's positives and a pool of its top
@@ -92,14 +93,17 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
                              "--work-dir", str(ROOT / "work")]),
         ("subset2", []),
         ("stage2", py + ["simlm_ir.train.finetune", "--train-file", str(w / "stage1_negs.jsonl"),
-                         "--init", str(w / "pretrained"), "--output", str(w / "stage2"), "--lr", str(a.lr),
+                         "--init", str(w / a.stage2_init), "--output", str(w / "stage2"), "--lr", str(a.lr),
                          *ft(a.group_size)]),
-        ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / "stage1_negs.jsonl"), "--init", "minilm",
+        ("reranker", py + ["simlm_ir.train.rerank", "--train-file", str(w / f"{a.rerank_negatives}_negs.jsonl"),
+                           "--init", "minilm",
                            "--output", str(w / "reranker"), "--corpus", DATASET,
                            "--group-size", str(a.rerank_group_size),
                            "--rerank-forward-factor", str(a.rerank_forward_factor),
                            "--batch-size", str(a.rerank_batch), "--epochs", str(a.rerank_epochs),
-                           "--lr", str(a.rerank_lr),
+                           "--lr", str(a.rerank_lr), "--rdrop-weight", str(a.rerank_rdrop),
+                           "--negatives-top", str(a.rerank_negatives_top), *(["--bf16"] if a.rerank_bf16 else []),
+                           "--length-buckets", str(a.length_buckets),
                            "--warmup-steps", str(a.warmup_steps), "--save-steps", "50", "--seed", str(a.seed)]),
         ("teacher", py + ["simlm_ir.train.teacher_scores", "--reranker", str(w / "reranker"),
                           "--train-file", str(w / "stage2_negs.jsonl"), "--negatives", str(a.kd_pool),
@@ -118,6 +122,14 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
 
 EXPORT_MODELS = {"stage1": "SimLM stage 1 (pre-trained, BM25 negatives)",
                  "stage2": "SimLM stage 2 (pre-trained, stage-1 negatives)", "stage3": "SimLM stage 3 (distilled)"}
+
+
+def reranker_line(a) -> str:
+    """How the exported re-ranker was trained, for its leaderboard note."""
+    negatives = "BM25" if a.rerank_negatives == "bm25" else "stage-1 dense"
+    pool = f"top {a.rerank_negatives_top}" if a.rerank_negatives_top else "all mined"
+    return (f"MiniLM cross-encoder, {a.train_queries:,} queries x {a.rerank_epochs:g} epoch(s), {negatives} negatives "
+            f"({pool}), {a.rerank_group_size} forwarded / top {a.rerank_group_size // a.rerank_forward_factor} trained")
 
 
 def subset(src: Path, dst: Path, n: int, seed: int) -> None:
@@ -170,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s, as the authors)")
     ap.add_argument("--kd-random", type=int, default=10,
                     help="teacher-scored random negatives per query (default: %(default)s, as the authors)")
+    ap.add_argument("--stage2-init", choices=["pretrained", "stage1"], default="pretrained",
+                    help="stage-2 start: the pre-trained checkpoint, as the authors (default), or stage 1 continued "
+                         "on its own mined negatives (a departure, for when only stage 1 is at hand: e.g. the "
+                         "shipped default copied to WORK_DIR/stage1)")
     ap.add_argument("--kd-init", choices=["pretrained", "stage2"], default="pretrained",
                     help="stage-3 start: the pre-trained checkpoint as the authors, or stage 2 (ablation; what "
                          "the recipe did before) (default: %(default)s)")
@@ -179,12 +195,26 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rerank-forward-factor", type=int, default=4,
                     help="re-ranker trains on its top group/factor, positive kept "
                          "(default: %(default)s, as the authors)")
-    ap.add_argument("--rerank-batch", type=int, default=8)
-    ap.add_argument("--rerank-lr", type=float, default=2e-4,
-                    help="a fresh 1-logit head needs more than 3e-5 in 40 steps")
+    ap.add_argument("--rerank-batch", type=int, default=16)
+    ap.add_argument("--rerank-lr", type=float, default=5e-5,
+                    help="(default: %(default)s, the other stages' lr: about 250 steps of 16 queries need more than "
+                         "the authors' 3e-5 over 3 MS MARCO epochs)")
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--rerank-epochs", type=float, default=1.0)
+    ap.add_argument("--rerank-negatives", choices=["bm25", "stage1"], default="bm25",
+                    help="the re-ranker's training negatives: BM25's top 100 (default: what the main job's "
+                         "re-ranker row re-ranks) or stage 1's dense top 200 (the authors': their re-ranker "
+                         "re-ranks the retriever's own candidates)")
+    ap.add_argument("--rerank-rdrop", type=float, default=0.0,
+                    help="re-ranker R-Drop weight (default: %(default)s, one pass: a second dropout pass costs 40%% "
+                         "more per step on 2 cores; the authors' is 1)")
+    ap.add_argument("--rerank-negatives-top", type=int, default=32,
+                    help="the re-ranker's group negatives are drawn from each query's top N mined (default: "
+                         "%(default)s, the confusers near the main job's re-rank depth of 20; 0 = all mined)")
+    ap.add_argument("--rerank-bf16", action=argparse.BooleanOptionalAction, default=True,
+                    help="re-ranker forward passes in bfloat16 autocast (default: on; 1.5-2x faster steps on "
+                         "CPUs with AMX, mixed precision as the authors' fp16 on GPU)")
     ap.add_argument("--warmup-steps", type=int, default=20, help="linear warm-up of every fine-tuning stage")
     ap.add_argument("--length-buckets", type=int, default=8,
                     help="fine-tuning encodes each step's passages as this many length-sorted chunks (speed only)")
@@ -200,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--export-stage", choices=sorted(EXPORT_MODELS), default="stage3",
                     help="the checkpoint exported as the default retriever (default: %(default)s, the recipe's "
                          "last stage; an earlier one when a budget stops the recipe before distillation)")
+    ap.add_argument("--export-models", nargs="+", choices=["simlm", "reranker", "colbert"],
+                    default=["simlm", "reranker", "colbert"],
+                    help="what ``export`` writes under simlm_ir/resources/ (the re-ranker and ColBERT only when "
+                         "trained); e.g. ``--export-models reranker`` after retraining only the re-ranker")
     ap.add_argument("--seed", type=int, default=42)
     return ap
 
@@ -230,12 +264,15 @@ def main(argv=None) -> int:
             shutil.copy(w / "stage1_negs.jsonl", w / "stage2_negs.jsonl")
         elif name == "export":
             recipe = {"recipe": "benchmarks/train_default.py", "settings": log["settings"], "stages": log["stages"]}
-            export_fp16(w / a.export_stage, RESOURCES / "simlm-default",
-                        {**recipe, "model": EXPORT_MODELS[a.export_stage]})
-            if (w / "reranker" / "model.safetensors").exists():
+            if "simlm" in a.export_models:
+                model = EXPORT_MODELS[a.export_stage]
+                if a.export_stage == "stage2" and a.stage2_init == "stage1":
+                    model = "SimLM stage 2 (stage 1 continued on its own mined negatives)"
+                export_fp16(w / a.export_stage, RESOURCES / "simlm-default", {**recipe, "model": model})
+            if "reranker" in a.export_models and (w / "reranker" / "model.safetensors").exists():
                 export_fp16(w / "reranker", RESOURCES / "reranker-default",
-                            {**recipe, "model": "cross-encoder re-ranker"})
-            if (w / "colbert" / "model.safetensors").exists():
+                            {**recipe, "model": reranker_line(a)})
+            if "colbert" in a.export_models and (w / "colbert" / "model.safetensors").exists():
                 export_fp16(w / "colbert", RESOURCES / "colbert-default",
                             {**recipe, "model": "ColBERT (MiniLM + 128-dim projection), stage-1 data and budget"})
         else:

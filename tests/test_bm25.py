@@ -78,3 +78,22 @@ def test_pyserini_commands_work_without_exports(tmp_path):
                             capture_output=True, text=True, env=env, timeout=300)
     assert search.returncode == 0, search.stderr[-2000:]
     assert (tmp_path / "run.txt").read_text().split()[2] == "d1"
+
+
+@pytest.mark.slow
+def test_a_second_benchmark_run_serves_bm25_from_the_run_cache(bench, monkeypatch):
+    """The same collection, system and work dir again: the run comes from work/runs-cache (no batch
+    search), the latency sample is timed afresh, and the leaderboard's figures are the same."""
+    tmp, results, _ = bench
+    assert list((tmp / "work" / "runs-cache").glob("*.json.gz"))
+
+    def no_search(self, queries, k):
+        raise AssertionError("searched again instead of reading the run cache")
+
+    monkeypatch.setattr(BM25System, "batch_run", no_search)
+    again, _ = run_benchmark(DEFAULT_DATASET, [BM25System()], tmp / "runs2", tmp / "work",
+                             measures=["nDCG@10", "RR@10", "R@100"], hits=100)
+    assert again[0].evaluation.aggregate == results[0].evaluation.aggregate
+    assert again[0].latency_ms is not None and again[0].latency_ms > 0
+    assert (tmp / "runs2" / "debian-known-item-test" / "bm25.trec").read_bytes() == \
+        (tmp / "runs" / "debian-known-item-test" / "bm25.trec").read_bytes()

@@ -208,7 +208,7 @@ def test_alpha_sweep_cuts_each_list_at_hits_and_uses_the_measure_asked():
 
 
 def test_cached_system_serves_a_shallower_search_cut_to_k_and_forwards_work_dir(tmp_path):
-    from simlm_ir.search.fusion import CachedSystem, cached
+    from simlm_ir.search.run_cache import CachedSystem, cached
 
     calls = []
 
@@ -284,3 +284,21 @@ def test_fusion_system_tunes_to_the_best_alpha_on_dev_not_the_largest(tmp_path, 
     hybrid = FusionSystem(Recording("dense", runs_a), Recording("BM25", runs_b), tune_on="toy/dev", grid=grid, depth=7)
     hybrid.prepare(test, tmp_path)
     assert hybrid.alpha == 0.5 and hybrid.sweep == want and seen == [7, 7]
+
+
+def test_a_short_fused_top_is_the_head_of_the_full_ranking_ties_included():
+    """alpha_sweep fuses only as deep as its measure's cutoff; that top must be exactly the first
+    documents of the full stable ranking, ties at the cut included."""
+    import numpy as np
+
+    from simlm_ir.search.fusion import _QueryPair
+
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        n = 200
+        a = {f"d{i:03d}": float(rng.integers(0, 6)) for i in range(n)}  # few distinct values: many ties
+        b = {f"d{i:03d}": float(rng.integers(0, 4)) for i in rng.permutation(n)[:150]}
+        pair = _QueryPair.build(a, b, normalization=True)
+        full = list(pair.fuse(0.5, None).items())
+        for hits in (1, 7, 10, 49):
+            assert list(pair.fuse(0.5, hits).items()) == full[:hits]

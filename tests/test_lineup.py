@@ -1,7 +1,8 @@
 """Adding ColBERT and the SimLM+BM25 fusions to a lineup by name; held-out splits for tuning."""
 
 from simlm_ir.bench.lineup import default_tune_split, extend_systems
-from simlm_ir.search.fusion import CachedSystem, FusionSystem
+from simlm_ir.search.fusion import FusionSystem
+from simlm_ir.search.run_cache import CachedSystem
 
 
 class Named:

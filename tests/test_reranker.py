@@ -61,3 +61,22 @@ def test_rerank_orders_the_top_by_score_and_keeps_depth(reranker_dir):
     assert set(new["q"]) == set(top3) and len(latencies) == 1
     want = ce.score(["text editor"] * 3, ["-"] * 3, [docs[d][1] for d in top3])
     assert [new["q"][d] for d in top3] == pytest.approx(want.tolist(), abs=1e-6)
+
+
+def test_length_buckets_give_the_same_logits_in_input_order(reranker_dir):
+    """Training's length-sorted chunks (each padded to its own longest) change only the padding: the
+    logits match one padded batch, row for row, and gradients still flow."""
+    from simlm_ir.modeling.reranker import CrossEncoder
+
+    docs = list(tiny_data.DOCS.items())[:8]
+    queries = [f"query {i} " * (1 + i % 3) for i in range(len(docs))]
+    titles = [name for name, _ in docs]
+    texts = [text * (1 + i % 4) for i, (_, text) in enumerate(docs)]  # lengths that vary
+    ce = CrossEncoder(str(reranker_dir), device="cpu")
+    ce.model.eval()
+    one = ce.logits(queries, titles, texts)
+    chunked = ce.logits(queries, titles, texts, buckets=3)
+    assert one.shape == chunked.shape == (len(docs),)
+    assert float(one.std()) > 0.1, "logits must differ for a row-order error to show"
+    assert chunked.detach().tolist() == pytest.approx(one.detach().tolist(), abs=1e-5)
+    assert chunked.requires_grad

@@ -34,6 +34,7 @@ class BenchmarkJob:
     dense: dict[str, str] = field(default_factory=dict)  # leaderboard name -> checkpoint
     record: set[str] | None = None
     rerank_depth: int = 20
+    reranker: str = "reranker-default"  # the re-ranker row's cross-encoder checkpoint
     measures: Sequence[str] = DEFAULT_MEASURES
     hits: int = 1000
     k1: float = 0.9
@@ -100,7 +101,7 @@ def run_job(job: BenchmarkJob, say: Callable[[str], None] = print,
                 collection.check_judged_documents()
             recorded = Path(job.runs_dir) / collection.slug / "recorded"
             systems = build_systems(job.systems, recorded, job.dense, job.k1, job.b, job.threads, job.rerank_depth,
-                                    say=say)
+                                    reranker=job.reranker, say=say)
             extend_systems(systems, job.systems, collection.dataset_id, job.colbert, job.alpha,
                            tuning_collection(job.tune_on, collection), job.measures[0], job.alpha_grid,
                            job.fusion_depth, say=say, plaid_nbits=job.plaid_nbits)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from simlm_ir.errors import SimLMIRError
-from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem, cached
+from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID, FusionSystem
+from simlm_ir.search.run_cache import cached
 
 BASELINE_CHOICES = ("colbert", "colbert-plaid", "hybrid", "rrf", "lucene-hybrid")
 LUCENE_HNSW_ROW = "SimLM (Lucene HNSW)"  # simlm_ir.bench.lucene's name for the lucene-hnsw system

@@ -89,15 +89,24 @@ class LuceneDenseSystem:
                       f"Lucene build {lucene_seconds:.1f}s (encoding time not recorded)")
         self.note = self._describe()
         self.searcher = LuceneDenseSearcher(index_dir, encoder, ef_search=self.ef_search)
+        self.index_name = index_dir.name  # keyed by the encoded vectors and the index configuration
         return IndexInfo(meta["index_bytes"], None if encode_seconds is None else encode_seconds + lucene_seconds)
+
+    def run_key(self) -> dict:
+        """What decides this system's runs (:mod:`simlm_ir.search.run_cache`)."""
+        return {"system": "lucene-dense", "index": self.index_name, "ef_search": self.ef_search}
+
+    def latencies(self, queries, k) -> list[float]:
+        """The first queries encoded and searched alone (ms each)."""
+        def one(text: str):
+            return self.searcher.search_vector(self.searcher.encode([text])[0], k)
+
+        return sample_latencies(queries, one)
 
     def search(self, queries, k):
         """The run from Anserini's batch search; latency from the first queries encoded and searched
         alone; recall against exact search over the same vectors."""
-        def one(text: str):
-            return self.searcher.search_vector(self.searcher.encode([text])[0], k)
-
-        latencies = sample_latencies(queries, one)
+        latencies = self.latencies(queries, k)
         run = self.batch_run(queries, k)
         if run:
             qids = list(queries)

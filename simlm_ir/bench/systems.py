@@ -43,11 +43,20 @@ class BM25System:
     def prepare(self, collection: Collection, work_dir: Path) -> IndexInfo:
         info = cached_lucene_index(collection.passages, work_dir, threads=self.threads)
         self.searcher = BM25Searcher(info.path, self.k1, self.b)
+        self.index_name = Path(info.path).name  # keyed by corpus content
         return IndexInfo(info.size_bytes, info.build_seconds)
+
+    def run_key(self) -> dict:
+        """What decides this system's runs (:mod:`simlm_ir.search.run_cache`)."""
+        return {"system": "bm25", "index": self.index_name, "k1": self.k1, "b": self.b}
+
+    def latencies(self, queries, k) -> list[float]:
+        """The first queries searched alone (ms each)."""
+        return sample_latencies(queries, lambda text: self.searcher.searcher.search(text, k=k))
 
     def search(self, queries, k):
         """The run from a multi-threaded batch search; latency from the first queries searched alone."""
-        latencies = sample_latencies(queries, lambda text: self.searcher.searcher.search(text, k=k))
+        latencies = self.latencies(queries, k)
         return SearchResult(self.batch_run(queries, k), latencies)
 
     def batch_run(self, queries, k):
@@ -113,12 +122,22 @@ class DenseSystem:
                 variant_timing.write_text(json.dumps({"build_seconds": extra}))
             seconds, index_dir = seconds + extra, variant
         self.searcher = DenseSearcher(index_dir, encoder)
+        self.index_name = index_dir.name  # keyed by encoder weights, corpus content and index type
         size = (index_dir / "index").stat().st_size + (index_dir / "docid").stat().st_size
         return IndexInfo(size, seconds)
 
+    def run_key(self) -> dict:
+        """What decides this system's runs (:mod:`simlm_ir.search.run_cache`); the queries are
+        encoded by the same weights as the index."""
+        return {"system": "dense", "index": self.index_name, "pooling": self.pooling}
+
+    def latencies(self, queries, k) -> list[float]:
+        """The first queries encoded and searched alone (ms each)."""
+        return sample_latencies(queries, lambda text: self.searcher.search(text, k))
+
     def search(self, queries, k):
         """The run from batched encoding and one FAISS search; latency from the first queries alone."""
-        latencies = sample_latencies(queries, lambda text: self.searcher.search(text, k))
+        latencies = self.latencies(queries, k)
         return SearchResult(self.batch_run(queries, k), latencies)
 
     def batch_run(self, queries, k):
@@ -152,15 +171,33 @@ class RerankSystem:
         info = self.bm25.prepare(collection, work_dir)
         self.docs = {p.id: (p.title, p.text) for p in collection.passages()}
         self.ce = CrossEncoder(self.checkpoint)
-        key = f"{model_fingerprint(self.ce.path)}-{self.ce.max_length}"
-        self.cache = ScoreCache(Path(work_dir) / "rerank" / f"{key}.sqlite")
+        self.model_key = f"{model_fingerprint(self.ce.path)}-{self.ce.max_length}"
+        self.cache = ScoreCache(Path(work_dir) / "rerank" / f"{self.model_key}.sqlite")
         return info
+
+    def run_key(self) -> dict | None:
+        """What decides this system's runs (:mod:`simlm_ir.search.run_cache`): the first stage's and
+        the cross-encoder's content and the depth."""
+        first = self.bm25.run_key() if callable(getattr(self.bm25, "run_key", None)) else None
+        return None if first is None else {"system": "rerank", "first": first, "model": self.model_key,
+                                           "depth": self.depth}
+
+    def latencies(self, queries, k) -> list[float]:
+        """BM25's latency + the re-ranking of that query's top ``depth`` alone, for the first
+        ``latency_queries`` queries (ms each)."""
+        from simlm_ir.search.rerank import rerank_latencies
+
+        first = self.bm25.search(queries, max(k, self.depth))
+        sample = list(first.run)[: self.latency_queries]
+        bm25_ms = dict(zip(first.run, first.latencies_ms))
+        timed = rerank_latencies(self.ce, first.run, queries, self.docs, self.depth, sample)
+        return [bm25_ms[q] + timed[q] for q in sample]
 
     def search(self, queries, k):
         """Re-scored top ``depth`` first, then the rest of BM25's top ``k`` in BM25 order (below them),
         so recall at depths beyond the re-ranked ones is BM25's, as in a two-stage pipeline."""
         from simlm_ir.data.trec import ranked
-        from simlm_ir.search.rerank import rerank_latencies, rerank_run
+        from simlm_ir.search.rerank import rerank_run
 
         first = self.bm25.search(queries, max(k, self.depth))
         top, _ = rerank_run(self.ce, first.run, queries, self.docs, self.depth, self.cache)
@@ -169,10 +206,7 @@ class RerankSystem:
             floor = min(rescored.values(), default=0.0)
             rest = [d for d, _ in ranked(first.run[qid]) if d not in rescored][: max(0, k - len(rescored))]
             run[qid] = {**rescored, **{d: floor - 1.0 - i for i, d in enumerate(rest)}}
-        sample = list(first.run)[: self.latency_queries]
-        bm25_ms = dict(zip(first.run, first.latencies_ms))
-        timed = rerank_latencies(self.ce, first.run, queries, self.docs, self.depth, sample)
-        return SearchResult(run, [bm25_ms[q] + timed[q] for q in sample])
+        return SearchResult(run, self.latencies(queries, k))
 
 
 class RecordedRunSystem:
@@ -251,6 +285,16 @@ def shipped_model(checkpoint: str) -> str:
     return f"default checkpoint: {line}" if line else "default checkpoint"
 
 
+def reranker_note(checkpoint: str) -> str:
+    """What the re-ranker row's cross-encoder is: how the shipped one was trained, else its path."""
+    from simlm_ir.modeling.checkpoints import exported_model_line
+
+    line = exported_model_line(checkpoint)
+    if checkpoint == "reranker-default":
+        return f"the shipped re-ranker: {line}" if line else "the shipped re-ranker"
+    return f"cross-encoder {checkpoint}" + (f": {line}" if line else "")
+
+
 def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str] | None = None,
                   k1: float = 0.9, b: float = 0.4, threads: int = 2, rerank_depth: int = 100,
                   simlm: str = "simlm", reranker: str = "reranker-default", say=print) -> list:
@@ -258,7 +302,7 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
     with a one-line message (e.g. the default SimLM before ``benchmarks/train_default.py`` ran)."""
     from simlm_ir.errors import CheckpointError
     from simlm_ir.modeling.checkpoints import resolve_checkpoint
-    from simlm_ir.search.fusion import cached
+    from simlm_ir.search.run_cache import cached
 
     # one BM25 search per query set, shared by its row, the re-ranker's first stage and the fusions
     bm25 = cached(BM25System(k1=k1, b=b, threads=threads))
@@ -304,7 +348,7 @@ def build_systems(names, recorded_dir: Path | None = None, dense: dict[str, str]
                 say(f"skipping the re-ranker: {exc}")
                 continue
             systems.append(RerankSystem(reranker, rerank_depth, name=f"BM25 + re-ranker (top {rerank_depth})",
-                                        note="MiniLM cross-encoder, the shipped re-ranker", bm25=bm25))
+                                        note=reranker_note(reranker), bm25=bm25))
     for label, ckpt in (dense or {}).items():
         systems.append(DenseSystem(label, ckpt))
     return systems

@@ -52,8 +52,41 @@ class CrossEncoder:
                              padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def logits(self, queries, titles, texts) -> torch.Tensor:
-        return self.model(**self.tokenize(queries, titles, texts)).logits.squeeze(-1)
+    def logits(self, queries, titles, texts, buckets: int = 1) -> torch.Tensor:
+        """One logit per pair, with gradient (training). ``buckets`` > 1 runs the pairs as that many
+        length-sorted chunks, each padded to its own longest member: the same logits (padding is
+        masked) for less compute when lengths vary; returned in input order."""
+        if buckets <= 1 or len(queries) < 2 * buckets:
+            return self.model(**self.tokenize(queries, titles, texts)).logits.squeeze(-1)
+        ids, types = self._pair_ids(queries, titles, texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        parts = [self.model(**self._pad(ids, types, chunk)).logits.squeeze(-1)
+                 for chunk in np.array_split(np.asarray(order), buckets)]
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.as_tensor(order)] = torch.arange(len(order))
+        return torch.cat(parts)[inverse.to(parts[0].device)]
+
+    def _pair_ids(self, queries, titles, texts) -> tuple[list[list[int]], list[list[int]] | None]:
+        """Token ids (and segment ids) of each pair, unpadded."""
+        enc = self.tokenizer(list(queries), text_pair=[f"{t}: {p}" for t, p in zip(titles, texts)],
+                             max_length=self.max_length, truncation="only_second", padding=False,
+                             return_attention_mask=False)
+        return enc["input_ids"], enc.get("token_type_ids")
+
+    def _pad(self, ids, types, idx) -> dict[str, torch.Tensor]:
+        """The pairs ``idx`` as one batch padded to its longest member, on the model's device."""
+        width = max(len(ids[i]) for i in idx)
+        pad = self.tokenizer.pad_token_id or 0
+        batch = {"input_ids": torch.full((len(idx), width), pad, dtype=torch.long),
+                 "attention_mask": torch.zeros((len(idx), width), dtype=torch.long)}
+        if types is not None:
+            batch["token_type_ids"] = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            batch["input_ids"][row, :len(ids[i])] = torch.tensor(ids[i])
+            batch["attention_mask"][row, :len(ids[i])] = 1
+            if types is not None:
+                batch["token_type_ids"][row, :len(ids[i])] = torch.tensor(types[i])
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
     def score(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str],
@@ -68,30 +101,16 @@ class CrossEncoder:
         out = np.empty(n, dtype=np.float32)
         if n == 0:
             return out
-        enc = self.tokenizer(list(queries), text_pair=[f"{t}: {p}" for t, p in zip(titles, texts)],
-                             max_length=self.max_length, truncation="only_second", padding=False,
-                             return_attention_mask=False)
-        ids, types = enc["input_ids"], enc.get("token_type_ids")
+        ids, types = self._pair_ids(queries, titles, texts)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
         order = np.argsort(-lengths, kind="stable")
         budget = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
-        pad = self.tokenizer.pad_token_id or 0
         start = 0
         while start < n:
             width = int(lengths[order[start]])
             rows = self.batch_size if not budget else max(1, min(self.batch_size, budget // width))
             idx = order[start:start + rows]
-            batch = {"input_ids": torch.full((len(idx), width), pad, dtype=torch.long),
-                     "attention_mask": torch.zeros((len(idx), width), dtype=torch.long)}
-            if types is not None:
-                batch["token_type_ids"] = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                batch["input_ids"][row, :lengths[i]] = torch.tensor(ids[i])
-                batch["attention_mask"][row, :lengths[i]] = 1
-                if types is not None:
-                    batch["token_type_ids"][row, :lengths[i]] = torch.tensor(types[i])
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            out[idx] = self.model(**batch).logits.squeeze(-1).float().cpu().numpy()
+            out[idx] = self.model(**self._pad(ids, types, idx)).logits.squeeze(-1).float().cpu().numpy()
             if on_batch is not None:
                 on_batch(len(idx))
             start += rows

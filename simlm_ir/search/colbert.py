@@ -9,7 +9,6 @@ use PLAID.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Mapping
 
@@ -139,6 +138,7 @@ class ColBERTSystem:
         trained = exported_model_line(self.checkpoint)  # how the shipped one was trained
         suffix = "" if self.model.trained_projection else "; untrained projection"
         suffix += f"; {trained}" if trained else ""
+        self.index_name = token_dir.name  # keyed by model and corpus content
         if exact is not None:
             self.index, meta = exact, exact.meta
             if not self.note:
@@ -152,6 +152,7 @@ class ColBERTSystem:
         if not (plaid_dir / PLAID_META).exists():
             build_plaid_index(token_dir, plaid_dir, PLAIDConfig(nbits=self.nbits))
         self.index = PLAIDIndex(plaid_dir)
+        self.index_name = plaid_dir.name
         meta = self.index.meta
         size = self.index.size_bytes
         if not self.note:
@@ -159,24 +160,34 @@ class ColBERTSystem:
                          f"centroids, {size / max(1, meta['docs']):,.0f} B/passage{suffix}")
         return IndexInfo(size, encode_seconds + float(meta["build_seconds"]))
 
-    def search(self, queries: Mapping[str, str], k: int):
-        if self.engine == "exact":
-            return self._search_exact(queries, k)
-        run, latencies = {}, []
-        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
-            start = time.perf_counter()
-            hits = self.index.search(self.model.encode_query(text), k)
-            latencies.append((time.perf_counter() - start) * 1000)
-            run[qid] = dict(hits)
-        return SearchResult(run, latencies)
+    def run_key(self) -> dict:
+        """What decides this system's runs (:mod:`simlm_ir.search.run_cache`); PLAID's search
+        settings are :class:`~simlm_ir.search.plaid.PLAIDIndex`'s defaults, part of the code."""
+        return {"system": "colbert", "engine": self.engine, "index": self.index_name}
 
-    def _search_exact(self, queries: Mapping[str, str], k: int):
+    def latencies(self, queries: Mapping[str, str], k: int) -> list[float]:
+        """The first ``latency_queries`` queries, each encoded and searched alone (ms each)."""
+        return sample_latencies(queries, lambda text: self.index.search(self.model.encode_query(text), k),
+                                self.latency_queries)
+
+    def search(self, queries: Mapping[str, str], k: int):
+        """The run (exact: batched MaxSim; PLAID: one query at a time, as its engine searches) and
+        the latency sample."""
+        latencies = self.latencies(queries, k)
+        return SearchResult(self.batch_run(queries, k), latencies)
+
+    def batch_run(self, queries: Mapping[str, str], k: int):
+        if self.engine == "exact":
+            return self._run_exact(queries, k)
+        run = {}
+        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
+            run[qid] = dict(self.index.search(self.model.encode_query(text), k))
+        return run
+
+    def _run_exact(self, queries: Mapping[str, str], k: int):
         """Brute-force MaxSim for all queries in batches (one matrix product per chunk of token
-        vectors for QUERY_BATCH queries); latency is measured on the first ``latency_queries``
-        queries, each encoded and searched alone, as a user's single query would be."""
+        vectors for QUERY_BATCH queries)."""
         qids = list(queries)
-        latencies = sample_latencies(queries, lambda text: self.index.search(self.model.encode_query(text), k),
-                                     self.latency_queries)
         run = {}
         bar = progress(total=len(qids), desc=f"{self.name} search", unit="q")
         for lo in range(0, len(qids), QUERY_BATCH):
@@ -187,4 +198,4 @@ class ColBERTSystem:
                 run[qid] = dict(self.index.top_k(scores, k))
             bar.update(len(batch))
         bar.close()
-        return SearchResult(run, latencies)
+        return run

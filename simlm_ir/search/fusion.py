@@ -24,6 +24,7 @@ from simlm_ir.data.trec import Qrels, Run, ranked
 from simlm_ir.errors import SimLMIRError
 from simlm_ir.eval.measures import evaluate
 from simlm_ir.search.base import IndexInfo, SearchResult
+from simlm_ir.search.run_cache import cached
 
 RRF_K = 60
 METHODS = ("interpolation", "rrf")
@@ -63,6 +64,13 @@ class _QueryPair:
 
     def fuse(self, alpha: float, hits: int | None) -> dict[str, float]:
         fused = alpha * self.secondary + self.primary  # Pyserini's order of operations
+        if hits is not None and 0 < hits < len(fused) // 4:  # a short top: rank only the candidates for it
+            kth = np.partition(fused, len(fused) - hits)[len(fused) - hits]  # the hits-th best score
+            above = np.flatnonzero(fused > kth)
+            # ties at the cut go by index (= docid order), as the full stable sort takes them
+            top = np.concatenate([above, np.flatnonzero(fused == kth)[: hits - len(above)]])
+            order = top[np.lexsort((top, -fused[top]))]
+            return {self.docids[i]: float(fused[i]) for i in order}
         order = np.argsort(-fused, kind="stable")[:hits]  # docids are sorted: ties go by docid
         return {self.docids[i]: float(fused[i]) for i in order}
 
@@ -88,11 +96,20 @@ def alpha_sweep(primary: Run, secondary: Run, qrels: Qrels, grid: Sequence[float
     if not grid:
         raise ValueError("the alpha grid is empty")
     pairs = _pairs(primary, secondary, normalization)
+    # a measure with a rank cutoff (nDCG@10) reads only that many documents: fuse no deeper
+    depth = min(hits, _cutoff(measure) or hits)
     out = {}
     for alpha in grid:
-        run = {q: pair.fuse(alpha, hits) for q, pair in pairs.items()}
+        run = {q: pair.fuse(alpha, depth) for q, pair in pairs.items()}
         out[float(alpha)] = evaluate(run, qrels, [measure]).aggregate[measure]
     return out
+
+
+def _cutoff(measure: str) -> int | None:
+    """The rank cutoff of an ir-measures name (``nDCG@10`` -> 10); None for whole-list measures (AP)."""
+    import ir_measures
+
+    return ir_measures.parse_measure(measure).params.get("cutoff")
 
 
 def tune_alpha(primary: Run, secondary: Run, qrels: Qrels, grid: Sequence[float] = DEFAULT_ALPHA_GRID,
@@ -138,43 +155,6 @@ def rrf(runs: Sequence[Run], k: int = RRF_K, depth: int | None = None, hits: int
 
 
 # -- the system -------------------------------------------------------------------------------
-
-class CachedSystem:
-    """A system whose search results are kept, so a fusion of it and the system's own
-    leaderboard row search each query once. Keyed by collection, queries and depth; a deeper
-    cached search serves a shallower one."""
-
-    def __init__(self, system):
-        self.system = system
-        self._prepared: tuple[str, str] | None = None
-        self._info = None
-        self._results: dict[tuple, tuple[int, SearchResult]] = {}
-
-    def __getattr__(self, item):  # name, note and anything else the wrapped system has
-        return getattr(self.__dict__["system"], item)
-
-    def prepare(self, collection, work_dir: Path):
-        key = (collection.dataset_id, str(work_dir))
-        if self._prepared != key:
-            self._info = self.system.prepare(collection, work_dir)
-            self._prepared = key
-        return self._info
-
-    def search(self, queries: Mapping[str, str], k: int) -> SearchResult:
-        key = (self._prepared, tuple(queries.items()))
-        hit = self._results.get(key)
-        if hit is None or hit[0] < k:
-            hit = (k, self.system.search(dict(queries), k))
-            self._results[key] = hit
-        depth, result = hit
-        if depth == k:
-            return result
-        return SearchResult({q: dict(ranked(docs)[:k]) for q, docs in result.run.items()}, list(result.latencies_ms))
-
-
-def cached(system) -> CachedSystem:
-    return system if isinstance(system, CachedSystem) else CachedSystem(system)
-
 
 def _sum_or_none(values):
     return None if any(v is None for v in values) else sum(values)

@@ -42,7 +42,7 @@ from simlm_ir.train.data import DataOrder, TokenizedCorpus, collate, derive_seed
 from simlm_ir.train.distributed import barrier, rank_world, run_training_cli
 from simlm_ir.train.loop import LoopSettings, StepOutput, latest_checkpoint, linear_warmup_decay, run_loop
 from simlm_ir.util.cli import arg, parse_config
-from simlm_ir.util.device import resolve_device
+from simlm_ir.util.device import autocast, resolve_device
 from simlm_ir.util.io import atomic_directory, atomic_write
 from simlm_ir.util.progress import progress
 
@@ -129,12 +129,6 @@ class PretrainResult:
     generator: dict = field(default_factory=dict)
 
 
-def _autocast(device: torch.device, bf16: bool):
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 # --------------------------------------------------------------------------------------------------
 # Generators
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +177,7 @@ def train_warmup_generator(cfg: PretrainConfig, corpus: TokenizedCorpus, tokeniz
         inputs = batch["input_ids"].masked_fill(mask, tokenizer.mask_token_id)
         if not mask.any():
             continue
-        with _autocast(device, cfg.bf16):
+        with autocast(device, cfg.bf16):
             loss = model(input_ids=inputs.to(device), attention_mask=batch["attention_mask"].to(device),
                          token_type_ids=batch["token_type_ids"].to(device), labels=labels.to(device)).loss
         loss.backward()
@@ -358,7 +352,7 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
             sync = micro == cfg.grad_accum - 1 or world == 1
             ctx = contextlib.nullcontext() if sync else train_model.no_sync()
             with ctx:
-                with _autocast(device, cfg.bf16):
+                with autocast(device, cfg.bf16):
                     out = train_model(batch["input_ids"], batch["attention_mask"], mine(masks.encoder),
                                       mine(masks.decoder), batch["token_type_ids"],
                                       uniforms=(mine(noise[0]), mine(noise[1])))

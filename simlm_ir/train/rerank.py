@@ -25,6 +25,7 @@ from simlm_ir.modeling.reranker import RERANK_MAX_LENGTH, CrossEncoder
 from simlm_ir.train.distributed import final_loss, run_training_cli
 from simlm_ir.train.loop import GroupBatches, run_loop
 from simlm_ir.util.cli import arg, parse_config
+from simlm_ir.util.device import autocast
 
 CONFIG_NAME = "rerank_config.json"
 
@@ -51,9 +52,13 @@ class RerankConfig:
     warmup_steps: int = arg(1000, "linear warm-up steps (at most a tenth of the run)")
     weight_decay: float = arg(0.0, "AdamW weight decay (the authors': HF Trainer's default, 0)")
     max_length: int = arg(RERANK_MAX_LENGTH, "tokens per (query, passage) pair (SimLM: 192)")
+    length_buckets: int = arg(1, "run each step's pairs as N length-sorted chunks, each padded to its own longest "
+                                 "(the same logits; faster on CPU when lengths vary)")
     seed: int = arg(42, "every random choice of a step derives from (seed, step)")
     save_steps: int = arg(200, "checkpoint every N steps")
     log_every: int = arg(10, "log the mean loss every N steps")
+    bf16: bool = arg(False, "bfloat16 autocast of the forward passes (mixed precision, as the authors' fp16 on "
+                            "GPU; about 2x faster steps on CPUs with AMX, e.g. lscpu's amx_bf16)")
     resume: bool = arg(False, "continue from the newest checkpoint-<step> in --output")
     device: str = arg("auto", "auto, cpu, cuda, cuda:1, ...")
     progress: bool = arg(True, "progress bar")
@@ -83,16 +88,17 @@ def forward_select(ce: CrossEncoder, queries, groups, docs, k: int) -> list[list
     return [[g[j] for j in row] for g, row in zip(groups, picked.tolist())]
 
 
-def rerank_loss(ce: CrossEncoder, queries, groups, docs, rdrop_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rerank_loss(ce: CrossEncoder, queries, groups, docs, rdrop_weight: float,
+                buckets: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, R-Drop term) of one batch of groups (positive first). With ``rdrop_weight`` > 0 the
     groups go forward twice (independent dropout): loss = mean CE of both + weight x symmetric KL."""
     flat = [d for g in groups for d in g]
     qs = [q for q, g in zip(queries, groups) for _ in g]
     titles, texts = [docs[d][0] for d in flat], [docs[d][1] for d in flat]
-    first = ce.logits(qs, titles, texts).view(len(groups), -1)
+    first = ce.logits(qs, titles, texts, buckets).float().view(len(groups), -1)
     if rdrop_weight <= 0:
         return listwise_rerank_loss(first), first.new_zeros(())
-    second = ce.logits(qs, titles, texts).view(len(groups), -1)
+    second = ce.logits(qs, titles, texts, buckets).float().view(len(groups), -1)
     rdrop = rdrop_loss(first, second)
     ce_loss = 0.5 * (listwise_rerank_loss(first) + listwise_rerank_loss(second))
     return ce_loss + rdrop_weight * rdrop, rdrop
@@ -111,9 +117,10 @@ def train_reranker(cfg: RerankConfig) -> list[dict]:
     def step_fn(step: int) -> torch.Tensor:
         batch, groups = data.step(step)
         queries = [ex.query for ex in batch]
-        if factor > 1:
-            groups = forward_select(ce, queries, groups, docs, cfg.group_size // factor)
-        return rerank_loss(ce, queries, groups, docs, cfg.rdrop_weight)[0]
+        with autocast(ce.device, cfg.bf16):
+            if factor > 1:
+                groups = forward_select(ce, queries, groups, docs, cfg.group_size // factor)
+            return rerank_loss(ce, queries, groups, docs, cfg.rdrop_weight, cfg.length_buckets)[0]
 
     def load_model(path: Path) -> None:
         from safetensors.torch import load_file
