@@ -148,7 +148,11 @@ def test_flat_index_search_matches_brute_force(flat_dir, encoder):
         assert [h.docid for h in hits] == [d for d, _ in expected[qid]]
         np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected[qid]], atol=1e-5)
         assert hits[0].docid == EXPECTED_TOP1[qid]
-    assert searcher.search(QUERIES["1"], k=3) == results["1"][:3]
+    # one query alone vs in a padded batch: the same hits, scores equal to float32 rounding (the
+    # matrix products may take another kernel path, so bit equality is not promised)
+    alone = searcher.search(QUERIES["1"], k=3)
+    assert [h.docid for h in alone] == [h.docid for h in results["1"][:3]]
+    np.testing.assert_allclose([h.score for h in alone], [h.score for h in results["1"][:3]], atol=1e-5)
     # the searcher can also find the encoder from the index's own metadata
     assert DenseSearcher(flat_dir).search(QUERIES["4"], k=1)[0].docid == "d08"
 

@@ -56,9 +56,9 @@ def test_run_cache_gives_back_scores_and_order_exactly(tmp_path):
     cache = RunCache(tmp_path)
     assert cache.get("k") is None
     run = {"q1": {"b": 1 / 3, "a": 0.1 + 0.2, "c": -2.5e-7}, "q2": {}}
-    cache.put("k", run, note="n")
+    cache.put("k", run, searched=True, note="n")
     got, extra = cache.get("k")
-    assert got == run and extra == {"note": "n"}
+    assert got == run and extra == {"searched": True, "note": "n"}
     assert [list(d) for d in got.values()] == [list(d) for d in run.values()]  # document order kept
     assert not [p for p in tmp_path.iterdir() if p.name != "k.json.gz"]  # no temp file left
 
@@ -149,3 +149,25 @@ def test_memory_hit_serves_a_shallower_depth_from_a_deeper_disk_run(tmp_path, k)
     deep = sys_.search(QUERIES, 10)
     assert sys_.batch_run(QUERIES, k) == {q: dict(ranked(d)[:k]) for q, d in deep.run.items()}
     assert sys_.system.batches == 0
+
+
+def test_only_the_part_of_a_note_the_search_changed_comes_from_the_cache(tmp_path):
+    """A note the system makes itself (e.g. from its checkpoint's recipe) is made afresh on a cache hit;
+    a note its search rewrote (e.g. recall against exact search) comes back with the run."""
+    from simlm_ir.search.run_cache import cached
+
+    class Fixed(Keyed):
+        def search(self, queries, k):
+            self.searches += 1
+            return SearchResult(self._run(queries, k), self.latencies(queries, k))
+
+    coll = Coll("toy/test", QUERIES)
+    first = cached(Fixed(RUNS))
+    first.system.note = "trained for 1 epoch(s)"
+    first.prepare(coll, tmp_path)
+    first.search(QUERIES, 10)
+    second = cached(Fixed(RUNS))
+    second.system.note = "trained for 1 epoch"  # the system's own note changed, not its run
+    second.prepare(coll, tmp_path)
+    second.search(QUERIES, 10)
+    assert second.system.searches == 0 and second.note == "trained for 1 epoch"

@@ -8,7 +8,7 @@ a fingerprint of the source of the packages that compute runs (``simlm_ir.data``
 key, so a stale run is never served.
 
 Only the run is kept. Per-query latency is a measurement of this machine now, so a system served from
-the cache still times its latency sample live (``latencies(queries, k)``); a note the search computed
+the cache still times its latency sample live (``latencies(queries, k)``); a note the search changed
 (e.g. the Lucene rows' recall against FAISS) is kept with the run. Files are gzipped JSON written to a
 temporary file and renamed, so an interrupted run leaves nothing half-written.
 """
@@ -124,14 +124,18 @@ class CachedSystem:
     def _search(self, queries: dict[str, str], k: int) -> SearchResult:
         disk_key = self._disk_key(queries, k)
         stored = self._disk.get(disk_key) if disk_key else None
-        if stored is not None and "note" in stored[1]:  # a run stored by batch_run has no note: search again
+        if stored is not None and stored[1].get("searched"):  # one stored by batch_run lacks the search's note
             run, extra = stored
             result = SearchResult(run, self.system.latencies(queries, k))
-            self.system.note = extra["note"]  # what the search itself found out (e.g. recall vs exact search)
+            if "note" in extra:  # what the search itself found out (e.g. recall against exact search)
+                self.system.note = extra["note"]
             return result
+        before = getattr(self.system, "note", "")
         result = self.system.search(queries, k)
         if disk_key:
-            self._disk.put(disk_key, result.run, note=getattr(self.system, "note", ""))
+            after = getattr(self.system, "note", "")
+            # only a note the search changed is kept: the rest of a note is the system's own, made afresh
+            self._disk.put(disk_key, result.run, searched=True, **({"note": after} if after != before else {}))
         return result
 
     def batch_run(self, queries: Mapping[str, str], k: int) -> Run:
