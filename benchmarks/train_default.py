@@ -128,7 +128,8 @@ def reranker_line(a) -> str:
     """How the exported re-ranker was trained, for its leaderboard note."""
     negatives = "BM25" if a.rerank_negatives == "bm25" else "stage-1 dense"
     pool = f"top {a.rerank_negatives_top}" if a.rerank_negatives_top else "all mined"
-    return (f"MiniLM cross-encoder, {a.train_queries:,} queries x {a.rerank_epochs:g} epoch(s), {negatives} negatives "
+    epochs = f"{a.rerank_epochs:g} epoch" + ("" if a.rerank_epochs == 1 else "s")
+    return (f"MiniLM cross-encoder, {a.train_queries:,} queries x {epochs}, {negatives} negatives "
             f"({pool}), {a.rerank_group_size} forwarded / top {a.rerank_group_size // a.rerank_forward_factor} trained")
 
 
