@@ -49,9 +49,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from simlm_ir.util.device import autocast
+
     def bf16(fn):
         def run():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast(torch.device("cpu"), bf16=True):
                 return fn()
         return run
 

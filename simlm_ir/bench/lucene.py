@@ -98,27 +98,28 @@ class LuceneDenseSystem:
 
     def latencies(self, queries, k) -> list[float]:
         """The first queries encoded and searched alone (ms each)."""
-        def one(text: str):
-            return self.searcher.search_vector(self.searcher.encode([text])[0], k)
-
-        return sample_latencies(queries, one)
+        return sample_latencies(queries, lambda text: self.searcher.search(text, k))
 
     def search(self, queries, k):
         """The run from Anserini's batch search; latency from the first queries encoded and searched
-        alone; recall against exact search over the same vectors."""
+        alone; recall against exact search over the same query vectors."""
         latencies = self.latencies(queries, k)
-        run = self.batch_run(queries, k)
+        qids = list(queries)
+        vectors = self.searcher.encode([queries[q] for q in qids])
+        run = self._run(vectors, qids, k)
         if run:
-            qids = list(queries)
-            self.recall = self.recall_vs_flat(qids, self.searcher.encode([queries[q] for q in qids]), run)
+            self.recall = self.recall_vs_flat(qids, vectors, run)
             self.note = self._describe()
         return SearchResult(run, latencies)
 
     def batch_run(self, queries, k):
         """The run alone: queries encoded in one batch, Anserini searching with two threads (for
-        tuning a fusion; no per-query latency, and the row's stated recall is left as it is)."""
+        tuning a fusion; the row's stated recall is left as it is)."""
         qids = list(queries)
-        hits = self.searcher.batch_search([queries[q] for q in qids], qids, k, threads=2)
+        return self._run(self.searcher.encode([queries[q] for q in qids]), qids, k)
+
+    def _run(self, vectors, qids, k):
+        hits = self.searcher.batch_search_vectors(vectors, qids, k, threads=2)
         return {q: {h.docid: h.score for h in hs} for q, hs in hits.items()}
 
     def recall_vs_flat(self, qids: list[str], vectors: np.ndarray, run, depths=(10, 100)) -> dict[int, float]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from simlm_ir.bench.lucene import LUCENE_CHOICES, lucene_system
 from simlm_ir.data.corpus import corpus_fingerprint
 from simlm_ir.data.datasets import Collection, corpus_key
-from simlm_ir.search.base import IndexInfo, SearchResult, sample_latencies
+from simlm_ir.search.base import BatchSearch, IndexInfo, SearchResult, sample_latencies
 from simlm_ir.search.bm25 import BM25Searcher, cached_lucene_index
 
 
@@ -33,7 +33,7 @@ def model_fingerprint(path: str) -> str:
     return h.hexdigest()[:16]
 
 
-class BM25System:
+class BM25System(BatchSearch):
     """BM25 over a Lucene index of title+text ("flat"), via Pyserini."""
 
     def __init__(self, k1: float = 0.9, b: float = 0.4, threads: int = 2, name: str = "BM25", note: str = ""):
@@ -54,13 +54,8 @@ class BM25System:
         """The first queries searched alone (ms each)."""
         return sample_latencies(queries, lambda text: self.searcher.searcher.search(text, k=k))
 
-    def search(self, queries, k):
-        """The run from a multi-threaded batch search; latency from the first queries searched alone."""
-        latencies = self.latencies(queries, k)
-        return SearchResult(self.batch_run(queries, k), latencies)
-
     def batch_run(self, queries, k):
-        """The run alone, searched with all threads (for tuning; no per-query latency)."""
+        """The run: a batch search with all threads."""
         return self.searcher.batch_search(queries, k, threads=self.threads)
 
 
@@ -72,7 +67,7 @@ def faiss_index_dir(work_dir, pooling: str, encoder, collection: Collection) -> 
     return Path(work_dir) / "faiss" / f"{pooling}-{model_fingerprint(encoder.path)}-{corpus_fp[:16]}", n_passages
 
 
-class DenseSystem:
+class DenseSystem(BatchSearch):
     """A bi-encoder over an inner-product FAISS index in Pyserini's layout.
 
     ``encoder``: a checkpoint name/path (SimLM input format, [CLS] pooling), or ``("mean", path)``
@@ -135,13 +130,8 @@ class DenseSystem:
         """The first queries encoded and searched alone (ms each)."""
         return sample_latencies(queries, lambda text: self.searcher.search(text, k))
 
-    def search(self, queries, k):
-        """The run from batched encoding and one FAISS search; latency from the first queries alone."""
-        latencies = self.latencies(queries, k)
-        return SearchResult(self.batch_run(queries, k), latencies)
-
     def batch_run(self, queries, k):
-        """The run alone: queries encoded in batches, one FAISS search (for tuning; no latency)."""
+        """The run: queries encoded in batches, one FAISS search."""
         qids = list(queries)
         hits = self.searcher.batch_search([queries[q] for q in qids], qids, k)
         return {q: {h.docid: h.score for h in hs} for q, hs in hits.items()}
@@ -185,9 +175,11 @@ class RerankSystem:
     def latencies(self, queries, k) -> list[float]:
         """BM25's latency + the re-ranking of that query's top ``depth`` alone, for the first
         ``latency_queries`` queries (ms each)."""
+        return self._latencies(self.bm25.search(queries, max(k, self.depth)), queries)
+
+    def _latencies(self, first: SearchResult, queries) -> list[float]:
         from simlm_ir.search.rerank import rerank_latencies
 
-        first = self.bm25.search(queries, max(k, self.depth))
         sample = list(first.run)[: self.latency_queries]
         bm25_ms = dict(zip(first.run, first.latencies_ms))
         timed = rerank_latencies(self.ce, first.run, queries, self.docs, self.depth, sample)
@@ -206,7 +198,7 @@ class RerankSystem:
             floor = min(rescored.values(), default=0.0)
             rest = [d for d, _ in ranked(first.run[qid]) if d not in rescored][: max(0, k - len(rescored))]
             run[qid] = {**rescored, **{d: floor - 1.0 - i for i, d in enumerate(rest)}}
-        return SearchResult(run, self.latencies(queries, k))
+        return SearchResult(run, self._latencies(first, queries))
 
 
 class RecordedRunSystem:

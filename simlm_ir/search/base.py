@@ -34,6 +34,17 @@ def sample_latencies(queries: Mapping[str, str], search_one: Callable[[str], obj
     return out
 
 
+class BatchSearch:
+    """What the benchmark's systems share: ``search`` is the run from the system's ``batch_run``
+    (all queries at once) and the latency sample from its ``latencies`` (the first queries alone).
+    The two halves are apart so a stored run (:mod:`simlm_ir.search.run_cache`) needs only the
+    sample re-timed."""
+
+    def search(self, queries: Mapping[str, str], k: int) -> SearchResult:
+        latencies = self.latencies(queries, k)
+        return SearchResult(self.batch_run(queries, k), latencies)
+
+
 @dataclass
 class IndexInfo:
     size_bytes: int | None

@@ -26,7 +26,7 @@ from simlm_ir.index.colbert import (
 )
 from simlm_ir.modeling.checkpoints import exported_model_line
 from simlm_ir.modeling.colbert import ColBERT, model_key
-from simlm_ir.search.base import LATENCY_QUERIES, IndexInfo, SearchResult, sample_latencies
+from simlm_ir.search.base import LATENCY_QUERIES, BatchSearch, IndexInfo, sample_latencies
 from simlm_ir.util.progress import progress
 
 SEARCH_CHUNK_TOKENS = 1 << 20  # token vectors scored at once (bounds the similarity matrix)
@@ -100,7 +100,7 @@ class ColBERTIndex:
 ENGINES = ("exact", "plaid")
 
 
-class ColBERTSystem:
+class ColBERTSystem(BatchSearch):
     """ColBERT for the benchmark, over one of two indexes of the same token vectors:
 
     - ``engine="exact"``: brute-force MaxSim over the uncompressed fp16 token vectors (the reference);
@@ -170,13 +170,8 @@ class ColBERTSystem:
         return sample_latencies(queries, lambda text: self.index.search(self.model.encode_query(text), k),
                                 self.latency_queries)
 
-    def search(self, queries: Mapping[str, str], k: int):
-        """The run (exact: batched MaxSim; PLAID: one query at a time, as its engine searches) and
-        the latency sample."""
-        latencies = self.latencies(queries, k)
-        return SearchResult(self.batch_run(queries, k), latencies)
-
     def batch_run(self, queries: Mapping[str, str], k: int):
+        """The run: exact, batched MaxSim; PLAID, one query at a time, as its engine searches."""
         if self.engine == "exact":
             return self._run_exact(queries, k)
         run = {}

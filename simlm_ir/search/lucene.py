@@ -124,13 +124,19 @@ class LuceneDenseSearcher:
     def batch_search(self, queries: Sequence[str], qids: Sequence[str], k: int = 10,
                      threads: int = 1) -> dict[str, list[Hit]]:
         """Top-``k`` hits of each query, keyed by query id, searched by ``threads`` Anserini threads
-        (queries are encoded here in one batch and passed as JSON vectors, which Anserini's
+        (queries are encoded here in one batch)."""
+        if len(queries) != len(qids):
+            raise ValueError(f"{len(queries)} queries but {len(qids)} query ids")
+        return self.batch_search_vectors(self.encode(list(queries)), qids, k, threads)
+
+    def batch_search_vectors(self, vectors: np.ndarray, qids: Sequence[str], k: int = 10,
+                             threads: int = 1) -> dict[str, list[Hit]]:
+        """:meth:`batch_search` of already encoded queries (passed as JSON vectors, which Anserini's
         VectorQueryGenerator parses)."""
         from pyserini.pyclass import JArrayList
 
-        if len(queries) != len(qids):
-            raise ValueError(f"{len(queries)} queries but {len(qids)} query ids")
-        vectors = self.encode(list(queries))
+        if len(vectors) != len(qids):
+            raise ValueError(f"{len(vectors)} query vectors but {len(qids)} query ids")
         jqueries, jqids = JArrayList(), JArrayList()
         for qid, v in zip(qids, vectors):
             jqueries.add(_vector_json(self._check(v)))

@@ -106,9 +106,13 @@ class CachedSystem:
             self._disk = RunCache(Path(work_dir) / RUN_CACHE_DIR) if persistent else None
         return self._info
 
-    def _disk_key(self, queries: Mapping[str, str], k: int) -> str | None:
+    def _stored(self, queries: Mapping[str, str], k: int) -> tuple[str | None, tuple[Run, dict] | None]:
+        """(disk key, what is stored under it); (None, None) when this system is not kept on disk."""
         system_key = self.system.run_key() if self._disk is not None else None
-        return None if system_key is None else run_cache_key(system_key, queries, k)
+        if system_key is None:
+            return None, None
+        key = run_cache_key(system_key, queries, k)
+        return key, self._disk.get(key)
 
     def search(self, queries: Mapping[str, str], k: int) -> SearchResult:
         key = (self._prepared, tuple(queries.items()))
@@ -119,11 +123,10 @@ class CachedSystem:
         depth, result = hit
         if depth == k:
             return result
-        return SearchResult({q: dict(ranked(docs)[:k]) for q, docs in result.run.items()}, list(result.latencies_ms))
+        return SearchResult(_cut(result.run, k), list(result.latencies_ms))
 
     def _search(self, queries: dict[str, str], k: int) -> SearchResult:
-        disk_key = self._disk_key(queries, k)
-        stored = self._disk.get(disk_key) if disk_key else None
+        disk_key, stored = self._stored(queries, k)
         if stored is not None and stored[1].get("searched"):  # one stored by batch_run lacks the search's note
             run, extra = stored
             result = SearchResult(run, self.system.latencies(queries, k))
@@ -143,9 +146,8 @@ class CachedSystem:
         queries = dict(queries)
         hit = self._results.get((self._prepared, tuple(queries.items())))
         if hit is not None and hit[0] >= k:
-            return {q: dict(ranked(docs)[:k]) for q, docs in hit[1].run.items()}
-        disk_key = self._disk_key(queries, k)
-        stored = self._disk.get(disk_key) if disk_key else None
+            return _cut(hit[1].run, k)
+        disk_key, stored = self._stored(queries, k)
         if stored is not None:
             return stored[0]
         batch = getattr(self.system, "batch_run", None)
@@ -153,6 +155,11 @@ class CachedSystem:
         if disk_key:
             self._disk.put(disk_key, run)
         return run
+
+
+def _cut(run: Run, k: int) -> Run:
+    """Each query's top ``k`` of a deeper run."""
+    return {q: dict(ranked(docs)[:k]) for q, docs in run.items()}
 
 
 def cached(system) -> CachedSystem:
