@@ -63,6 +63,27 @@ def test_run_cache_gives_back_scores_and_order_exactly(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name != "k.json.gz"]  # no temp file left
 
 
+@pytest.mark.parametrize("damage", [b"", b"not gzip", "truncated", "no run"])
+def test_a_damaged_cache_file_is_a_miss_and_is_written_again(tmp_path, damage):
+    import gzip
+    import json
+
+    from simlm_ir.search.run_cache import RunCache
+
+    cache = RunCache(tmp_path)
+    cache.put("k", {"q": {"d": 1.0}}, searched=True)
+    path = tmp_path / "k.json.gz"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-8])
+    elif damage == "no run":
+        path.write_bytes(gzip.compress(json.dumps({"searched": True}).encode()))
+    else:
+        path.write_bytes(damage)
+    assert cache.get("k") is None
+    cache.put("k", {"q": {"d": 2.0}}, searched=True)
+    assert cache.get("k") == ({"q": {"d": 2.0}}, {"searched": True})
+
+
 def test_key_changes_with_system_queries_depth_and_code(monkeypatch):
     import simlm_ir.search.run_cache as rc
 

@@ -65,13 +65,17 @@ class RunCache:
 
     def get(self, key: str) -> tuple[Run, dict] | None:
         """(run, extra fields) stored under ``key``, or None. Document order and float scores come
-        back exactly as stored (JSON keeps a float's shortest repr)."""
+        back exactly as stored (JSON keeps a float's shortest repr). A file that cannot be read as a
+        stored run (damaged on disk, or edited by hand) is a miss: the run is searched and written again."""
         path = self._path(key)
         if not path.exists():
             return None
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
-        run = {qid: dict(hits) for qid, hits in data.pop("run").items()}
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                data = json.load(fh)
+            run = {qid: dict(hits) for qid, hits in data.pop("run").items()}
+        except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
+            return None
         return run, data
 
     def put(self, key: str, run: Run, **extra) -> None:
