@@ -151,20 +151,28 @@ def test_colbert_system_reuses_its_index(model, tmp_path):
     assert again.build_seconds == info.build_seconds  # cached index, not rebuilt
 
 
-def test_batch_maxsim_equals_one_query_at_a_time(model, tmp_path, monkeypatch):
-    import simlm_ir.search.colbert as colbert_search
+def test_batch_maxsim_equals_one_query_at_a_time_and_the_plain_definition(model, tmp_path):
+    from simlm_ir.index.colbert import read_colbert_index
 
     passages = [Passage(i, "-", t) for i, t in DOCS.items()]
     build_colbert_index(passages, model, tmp_path / "idx", chunk_docs=4)
     index = ColBERTIndex(tmp_path / "idx")
+    alone = ColBERTIndex(tmp_path / "idx", block_tokens=1)  # every document a block of its own
+    assert len(alone.blocks) == len(DOCS)
+    # blocks of documents of different lengths padded together
+    mixed = ColBERTIndex(tmp_path / "idx", block_tokens=3 * int(max(index.doclens)))
+    assert any(len(set(index.doclens[docs.numpy()])) > 1 for docs, _ in mixed.blocks)
     texts = ["text editor", "compression library", "web server for static files"]
     qs = np.stack([model.encode_query(t) for t in texts])
+    vectors, doclens, _, _ = read_colbert_index(tmp_path / "idx")
+    starts = np.concatenate([[0], np.cumsum(doclens)])
+    plain = np.array([[(vectors[a:b].astype(np.float32) @ q.T).max(axis=0).sum() for a, b in zip(starts, starts[1:])]
+                      for q in qs])  # MaxSim as defined: per document, its best token for each query token
     one = np.stack([index.scores(q) for q in qs])
-    # tiny chunks: documents split over many matrix products, some documents alone in theirs
-    monkeypatch.setattr(colbert_search, "SEARCH_CHUNK_TOKENS", 30)
     many = index.scores_many(qs)
     assert many.shape == (3, len(DOCS))
-    np.testing.assert_allclose(many, one, rtol=1e-5, atol=1e-5)
+    for got in (one, many, alone.scores_many(qs), mixed.scores_many(qs)):
+        np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_exact_system_searches_in_batches_and_times_a_sample(model, tmp_path, monkeypatch):
