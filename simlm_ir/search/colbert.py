@@ -31,6 +31,7 @@ from simlm_ir.util.progress import progress
 
 BLOCK_TOKENS = 1 << 16  # padded token vectors per block: a block's similarity matrix for a batch of
 # QUERY_BATCH queries of 32 tokens is BLOCK_TOKENS x 512 float32 = 128 MiB
+BLOCK_DOCS = 256  # documents per block at most: fewer lengths share a block, so less padding
 QUERY_BATCH = 16  # queries scored together by the exact engine's batch search
 
 
@@ -47,20 +48,21 @@ class ColBERTIndex:
     embedded collection). A document without token vectors is scored 0.
     """
 
-    def __init__(self, index_dir, block_tokens: int = BLOCK_TOKENS):
+    def __init__(self, index_dir, block_tokens: int = BLOCK_TOKENS, block_docs: int = BLOCK_DOCS):
         self.dir = Path(index_dir)
         vectors, self.doclens, self.docids, self.meta = read_colbert_index(self.dir)
-        self.blocks = self._pad(torch.from_numpy(vectors.astype(np.float32)), block_tokens)
+        self.blocks = self._pad(torch.from_numpy(vectors.astype(np.float32)), block_tokens, block_docs)
 
-    def _pad(self, flat: torch.Tensor, block_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(document indices, padded vectors (docs, L, dim)) blocks of at most ``block_tokens``
-        padded vectors (a document longer than that is a block of its own)."""
+    def _pad(self, flat: torch.Tensor, block_tokens: int, block_docs: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(document indices, padded vectors (docs, L, dim)) blocks of at most ``block_docs``
+        documents and ``block_tokens`` padded vectors (a document longer than that is a block of
+        its own)."""
         lens = np.asarray(self.doclens, dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lens)])
         flat = torch.cat([flat, torch.zeros(1, flat.shape[1])])  # row -1: the empty document's pad
         blocks, group = [], []
         for d in np.argsort(lens, kind="stable"):
-            if group and (len(group) + 1) * max(1, lens[d]) > block_tokens:
+            if group and (len(group) == block_docs or (len(group) + 1) * max(1, lens[d]) > block_tokens):
                 blocks.append(group)
                 group = []
             group.append(int(d))
