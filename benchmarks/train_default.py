@@ -28,9 +28,11 @@ Every stage is the public CLI command it prints (so the recipe doubles as docume
 11. ``export``     the ``--export-stage`` checkpoint, the re-ranker and ColBERT (when trained) -> fp16
                    safetensors under simlm_ir/resources/
 
-Scale is cut to fit 2 CPU cores (the paper's settings are in SIMLM.md); the defaults are the settings
-of the shipped default (docs/finetune.md): all 4,020 training queries, batches of 32 queries x (1
-positive + 1 negative), 2 epochs per contrastive stage, 100 RLM steps of 32 passages. Stage 3 takes the
+Scale is cut to fit 2 CPU cores (the paper's settings are in SIMLM.md); the defaults are the previous
+default's settings (docs/finetune.md): all 4,020 training queries, batches of 32 queries x (1
+positive + 1 negative), 2 epochs per contrastive stage, 100 RLM steps of 32 passages. The shipped
+default adds ``--extra-train 8000 --epochs 1`` (stage 1 and its twin; ``extra-data`` builds that file
+from the apt lists first). Stage 3 takes the
 authors' defaults (24 passages, lr 3e-5, 6 epochs) unless ``--kd-group-size/--kd-lr/--kd-epochs``
 cut them. Test queries are never used; dev queries only pick stage 3's best checkpoint.
 """
@@ -59,8 +61,13 @@ TRAIN_SPLIT = f"{DATASET}/train"
 
 def stages(w: Path, a) -> list[tuple[str, list[str]]]:
     py = [sys.executable, "-m"]
-    def ft(group: int) -> list[str]:
-        return ["--corpus", DATASET, "--batch-size", str(a.batch_size), "--group-size", str(group),
+    extra = w / "extra-train"
+    # the contrastive stages' data: the collection's training queries, or those + --extra-train more
+    s1_file = extra / "train.jsonl" if a.extra_train else w / "bm25_negs.jsonl"
+    s1_corpus = str(extra / "corpus.jsonl.gz") if a.extra_train else DATASET
+
+    def ft(group: int, corpus: str = DATASET) -> list[str]:
+        return ["--corpus", corpus, "--batch-size", str(a.batch_size), "--group-size", str(group),
                 "--epochs", str(a.epochs), "--warmup-steps", str(a.warmup_steps), "--save-steps", "50",
                 "--length-buckets", str(a.length_buckets), "--seed", str(a.seed)]
 
@@ -76,17 +83,20 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("mine-bm25", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "bm25", "--depth", "100",
                             "--output", str(w / "bm25_negs.all.jsonl"), "--work-dir", str(ROOT / "work")]),
         ("subset", []),
+        ("extra-data", [sys.executable, str(ROOT / "benchmarks" / "make_extra_train.py"), "--lists", str(a.apt_lists),
+                        "--extra", str(a.extra_train), "--output", str(extra), "--work-dir", str(ROOT / "work")]
+         if a.extra_train else []),
         ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", a.pretrain_corpus, "--init", "minilm",
                            "--output", str(w / "pretrained"), "--generator", "mlm-warmup",
                            "--generator-warmup-steps", str(a.generator_steps), "--max-steps", str(a.pretrain_steps),
                            "--batch-size", str(a.pretrain_batch), "--lr", str(a.pretrain_lr), "--warmup-steps", "10",
                            "--head-warmup-steps", str(a.head_warmup_steps),
                            "--max-length", "144", "--save-steps", "100", "--seed", str(a.seed), "--no-progress"]),
-        ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
-                             "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size)]),
-        ("stage1", py + ["simlm_ir.train.finetune", "--train-file", str(w / "bm25_negs.jsonl"),
+        ("nopretrain", py + ["simlm_ir.train.finetune", "--train-file", str(s1_file), "--init", "minilm",
+                             "--output", str(w / "nopretrain"), "--lr", str(a.lr), *ft(a.group_size, s1_corpus)]),
+        ("stage1", py + ["simlm_ir.train.finetune", "--train-file", str(s1_file),
                          "--init", str(w / "pretrained"), "--output", str(w / "stage1"), "--lr", str(a.lr),
-                         *ft(a.group_size)]),
+                         *ft(a.group_size, s1_corpus)]),
         ("mine-dense", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "dense",
                              "--encoder", str(w / "stage1"), "--depth", "200",
                              "--output", str(w / "stage1_negs.all.jsonl"),
@@ -168,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--from-stage", default=None, help="skip the stages before this one")
     ap.add_argument("--only", nargs="*", default=None, help="run only these stages")
     ap.add_argument("--train-queries", type=int, default=4020, help="training queries (default: all of them)")
+    ap.add_argument("--extra-train", type=int, default=0,
+                    help="add this many training queries to stage 1 and its twin, drawn from the 11 in 12 "
+                         "bookworm-main packages the collection left out (benchmarks/make_extra_train.py; no "
+                         "dev/test package, document or query text); a departure: the task's own training "
+                         "split is 4,020 queries (default: 0, none)")
+    ap.add_argument("--apt-lists", type=Path, default=ROOT / "work" / "apt" / "lists",
+                    help="apt lists with bookworm main's Translation-en, for --extra-train")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--group-size", type=int, default=2)
     ap.add_argument("--kd-group-size", type=int, default=None,
@@ -255,6 +272,8 @@ def main(argv=None) -> int:
         started = started or name == a.from_stage
         if not started or (a.only is not None and name not in a.only):
             continue
+        if name == "extra-data" and not cmd:
+            continue  # no --extra-train
         t0 = time.perf_counter()
         print(f"\n=== {name}: {shlex.join(cmd) if cmd else '(in-process)'}", flush=True)
         if name == "subset":
@@ -269,13 +288,17 @@ def main(argv=None) -> int:
                 model = EXPORT_MODELS[a.export_stage]
                 if a.export_stage == "stage2" and a.stage2_init == "stage1":
                     model = "SimLM stage 2 (stage 1 continued on its own mined negatives)"
+                if a.export_stage == "stage1" and a.extra_train:
+                    model = (f"SimLM stage 1 (pre-trained, BM25 negatives, {a.train_queries:,} + {a.extra_train:,} "
+                             "training queries)")
                 export_fp16(w / a.export_stage, RESOURCES / "simlm-default", {**recipe, "model": model})
             if "reranker" in a.export_models and (w / "reranker" / "model.safetensors").exists():
                 export_fp16(w / "reranker", RESOURCES / "reranker-default",
                             {**recipe, "model": reranker_line(a)})
             if "colbert" in a.export_models and (w / "colbert" / "model.safetensors").exists():
                 export_fp16(w / "colbert", RESOURCES / "colbert-default",
-                            {**recipe, "model": "ColBERT (MiniLM + 128-dim projection), stage-1 data and budget"})
+                            {**recipe, "model": f"ColBERT (MiniLM + 128-dim projection), {a.train_queries:,} queries x "
+                                                f"{a.epochs:g} epoch{'' if a.epochs == 1 else 's'}, BM25 negatives"})
         else:
             proc = subprocess.run(cmd, cwd=ROOT)
             if proc.returncode != 0:
