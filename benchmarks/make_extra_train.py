@@ -72,7 +72,7 @@ def extra_queries(records, splits) -> tuple[list[tuple[str, str, str]], dict]:
     doc_of_text: dict[str, str] = {}
     for pkg, _, text in records:
         doc_of_text.setdefault(text, pkg)
-    kept, seen_syn, seen_doc = [], set(), set()
+    kept, seen_syn, seen_doc, seen_pkg = [], set(), set(), set()
     dropped = {"in_sample": 0, "named_in_collection": 0, "same_document_text": 0, "same_query_text": 0,
                "repeated": 0}
     for pkg, syn, text in records:
@@ -84,9 +84,12 @@ def extra_queries(records, splits) -> tuple[list[tuple[str, str, str]], dict]:
             dropped["same_document_text"] += 1
         elif norm(syn) in query_texts:
             dropped["same_query_text"] += 1
-        elif norm(syn) in seen_syn or norm(text) in seen_doc:
-            dropped["repeated"] += 1  # one query per synopsis, one document per description
+        elif norm(syn) in seen_syn or norm(text) in seen_doc or pkg in seen_pkg:
+            # one query per synopsis, one document per description, one of each per package (a package
+            # can have two stanzas, e.g. two versions' descriptions)
+            dropped["repeated"] += 1
         else:
+            seen_pkg.add(pkg)
             seen_syn.add(norm(syn))
             seen_doc.add(norm(text))
             kept.append((pkg, " ".join(syn.split()), text))

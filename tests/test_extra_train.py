@@ -32,10 +32,11 @@ def test_extra_queries_leave_out_every_package_that_touches_the_collection():
         (free[2], "fresh synopsis", "Collection   document text."),  # a collection document's text
         (free[3], "synopsis two", "a good extra description"),  # repeats a kept description
         (free[4], "a good extra synopsis", "yet another description"),  # repeats a kept synopsis
+        (free[0], "the same package again", "a second version's description"),  # a package's second stanza
         ("colq", "renamed synopsis", "renamed description"),  # named by a collection query id
         ("zz-sibling", "sibling of the sampled one", "its own description"),  # its text is the sampled doc
     ])
     kept, dropped = m.extra_queries(records, splits)
     assert [k[0] for k in kept] == [free[0]]
     assert dropped == {"in_sample": 2, "named_in_collection": 1, "same_document_text": 1, "same_query_text": 1,
-                       "repeated": 2}
+                       "repeated": 3}
