@@ -26,28 +26,16 @@ import json
 import sys
 from pathlib import Path
 
-from simlm_ir.data.debian import parse_translation
+from simlm_ir.data.debian import COLLECTION_SAMPLE, document_ids, in_sample, read_translation, sha1_int
 
 OUT = Path(__file__).resolve().parent.parent / "simlm_ir" / "resources" / "collections" / "debian-known-item"
 
 
-def parse_translation_file(path: Path):
-    """Yield (package, synopsis, long description) from a deb822 Translation-en file."""
-    with open(path, encoding="utf-8") as fh:
-        yield from parse_translation(fh)
-
-
-def h(s: str) -> int:
-    return int(hashlib.sha1(s.encode("utf-8")).hexdigest(), 16)
-
-
-def build(src: Path, out: Path, sample: int = 12) -> dict:
-    records = sorted((p, s, d) for p, s, d in parse_translation_file(src) if d and s)
-    doc_of_text: dict[str, str] = {}
-    doc_of_pkg: dict[str, str] = {}
-    for pkg, _, text in records:
-        doc_of_pkg[pkg] = doc_of_text.setdefault(text, pkg)
-    docs = {doc_id: text for text, doc_id in doc_of_text.items() if h(doc_id) % sample == 0}
+def build(src: Path, out: Path, sample: int = COLLECTION_SAMPLE) -> dict:
+    records = sorted((p, s, d) for p, s, d in read_translation(src) if d and s)
+    doc_of_text = document_ids(records)
+    doc_of_pkg = {pkg: doc_of_text[text] for pkg, _, text in records}
+    docs = {doc_id: text for text, doc_id in doc_of_text.items() if in_sample(doc_id, sample)}
     qid_of_syn: dict[str, str] = {}
     qrels: dict[str, set[str]] = {}
     for pkg, syn, _ in records:
@@ -62,7 +50,7 @@ def build(src: Path, out: Path, sample: int = 12) -> dict:
             fh.write(json.dumps({"doc_id": doc_id, "text": docs[doc_id]}, ensure_ascii=False) + "\n")
     counts = {"docs": len(docs)}
     for split, buckets in (("train", range(8)), ("dev", (8,)), ("test", (9,))):
-        qids = sorted(q for q in qrels if h("split:" + q) % 10 in buckets)
+        qids = sorted(q for q in qrels if sha1_int("split:" + q) % 10 in buckets)
         with open(out / f"queries.{split}.tsv", "w", encoding="utf-8") as fh:
             for q in qids:
                 fh.write(f"{q}\t{' '.join(text_of_qid[q].split())}\n")
@@ -79,9 +67,9 @@ def build(src: Path, out: Path, sample: int = 12) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("translation", type=Path, help="uncompressed Translation-en file")
+    ap.add_argument("translation", type=Path, help="Translation-en file (plain, .lz4, .xz or .gz)")
     ap.add_argument("--output", type=Path, default=OUT)
-    ap.add_argument("--sample", type=int, default=12, help="keep 1 in SAMPLE documents")
+    ap.add_argument("--sample", type=int, default=COLLECTION_SAMPLE, help="keep 1 in SAMPLE documents")
     args = ap.parse_args(argv)
     print(json.dumps(build(args.translation, args.output, args.sample), indent=2))
     return 0

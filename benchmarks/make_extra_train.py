@@ -31,21 +31,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 from simlm_ir.data.datasets import LocalCollection, load_collection
-from simlm_ir.data.debian import parse_translation
+from simlm_ir.data.debian import document_ids, in_sample, read_translation, sha1_int
 from simlm_ir.util.io import atomic_write
-
-SAMPLE = 12  # make_debian_collection.py's 1-in-12 document sample
-
-
-def h(s: str) -> int:
-    return int(hashlib.sha1(s.encode("utf-8")).hexdigest(), 16)
 
 
 def norm(s: str) -> str:
@@ -57,9 +49,7 @@ def bookworm_main(lists: Path) -> list[tuple[str, str, str]]:
     if not files:
         raise SystemExit(f"error: {lists}: no bookworm main Translation-en; run the apt-get update in "
                          "benchmarks/make_pretrain_corpus.py's docstring first")
-    raw = subprocess.run(["lz4", "-dc", str(files[0])], check=True, capture_output=True).stdout \
-        if files[0].suffix == ".lz4" else files[0].read_bytes()
-    return sorted((p, s, d) for p, s, d in parse_translation(raw.decode("utf-8").splitlines()) if d and s)
+    return sorted((p, s, d) for p, s, d in read_translation(files[0]) if d and s)
 
 
 def extra_queries(records, splits) -> tuple[list[tuple[str, str, str]], dict]:
@@ -69,14 +59,12 @@ def extra_queries(records, splits) -> tuple[list[tuple[str, str, str]], dict]:
     queries = {q: t for s in splits.values() for q, t in s.queries.items()}
     query_texts = {norm(t) for t in queries.values()}
     named = set(docs) | set(queries)
-    doc_of_text: dict[str, str] = {}
-    for pkg, _, text in records:
-        doc_of_text.setdefault(text, pkg)
+    doc_of_text = document_ids(records)
     kept, seen_syn, seen_doc, seen_pkg = [], set(), set(), set()
     dropped = {"in_sample": 0, "named_in_collection": 0, "same_document_text": 0, "same_query_text": 0,
                "repeated": 0}
     for pkg, syn, text in records:
-        if h(doc_of_text[text]) % SAMPLE == 0:
+        if in_sample(doc_of_text[text]):
             dropped["in_sample"] += 1
         elif pkg in named or doc_of_text[text] in named:
             dropped["named_in_collection"] += 1
@@ -107,7 +95,7 @@ def main(argv=None) -> int:
 
     splits = {s: load_collection(f"debian-known-item/{s}") for s in ("train", "dev", "test")}
     candidates, dropped = extra_queries(bookworm_main(args.lists), splits)
-    chosen = sorted(candidates, key=lambda r: h("extra:" + r[0]))[:args.extra]
+    chosen = sorted(candidates, key=lambda r: sha1_int("extra:" + r[0]))[:args.extra]
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "corpus.jsonl.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
@@ -135,7 +123,8 @@ def main(argv=None) -> int:
     n = mine(combined, "bm25", out / "train.jsonl", depth=args.depth, work_dir=args.work_dir)
     stats = {"available": len(candidates), "extra_queries": len(chosen), "train_queries": len(train.queries),
              "training_queries_written": n, "left_out": dropped}
-    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    with atomic_write(out / "stats.json") as fh:
+        fh.write(json.dumps(stats, indent=2) + "\n")
     print(json.dumps(stats, indent=2))
     return 0
 

@@ -37,14 +37,13 @@ import ast
 import gzip
 import json
 import re
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from simlm_ir.data.debian import parse_translation
+from simlm_ir.data.debian import read_translation
 from simlm_ir.util.io import atomic_write
 
 MIN_WORDS = 8
@@ -60,17 +59,7 @@ def read_lists(lists_dir: Path):
     for f in files:
         m = re.search(r"dists_(.+?)_(main|contrib|non-free-firmware|non-free)_i18n", f.name)
         label = f"{m.group(1)}/{m.group(2)}" if m else f.name
-        if f.suffix == ".lz4":
-            raw = subprocess.run(["lz4", "-dc", str(f)], check=True, capture_output=True).stdout
-        elif f.suffix == ".xz":
-            import lzma
-
-            raw = lzma.decompress(f.read_bytes())
-        elif f.suffix == ".gz":
-            raw = gzip.decompress(f.read_bytes())
-        else:
-            raw = f.read_bytes()
-        for pkg, _synopsis, text in parse_translation(raw.decode("utf-8", errors="replace").splitlines()):
+        for pkg, _synopsis, text in read_translation(f):
             if text:
                 yield label, pkg, text
 

@@ -83,9 +83,9 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("mine-bm25", py + ["simlm_ir.train.mine", "--dataset", TRAIN_SPLIT, "--method", "bm25", "--depth", "100",
                             "--output", str(w / "bm25_negs.all.jsonl"), "--work-dir", str(ROOT / "work")]),
         ("subset", []),
-        ("extra-data", [sys.executable, str(ROOT / "benchmarks" / "make_extra_train.py"), "--lists", str(a.apt_lists),
-                        "--extra", str(a.extra_train), "--output", str(extra), "--work-dir", str(ROOT / "work")]
-         if a.extra_train else []),
+        *([("extra-data", [sys.executable, str(ROOT / "benchmarks" / "make_extra_train.py"),
+                           "--lists", str(a.apt_lists), "--extra", str(a.extra_train), "--output", str(extra),
+                           "--work-dir", str(ROOT / "work")])] if a.extra_train else []),  # only with --extra-train
         ("pretrain", py + ["simlm_ir.train.pretrain", "--corpus", a.pretrain_corpus, "--init", "minilm",
                            "--output", str(w / "pretrained"), "--generator", "mlm-warmup",
                            "--generator-warmup-steps", str(a.generator_steps), "--max-steps", str(a.pretrain_steps),
@@ -272,8 +272,6 @@ def main(argv=None) -> int:
         started = started or name == a.from_stage
         if not started or (a.only is not None and name not in a.only):
             continue
-        if name == "extra-data" and not cmd:
-            continue  # no --extra-train
         t0 = time.perf_counter()
         print(f"\n=== {name}: {shlex.join(cmd) if cmd else '(in-process)'}", flush=True)
         if name == "subset":

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from simlm_ir.data.corpus import Passage
+from simlm_ir.data.debian import in_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,8 +20,8 @@ def script():
 
 def test_extra_queries_leave_out_every_package_that_touches_the_collection():
     m = script()
-    sampled = next(f"pkg{i}" for i in range(1000) if m.h(f"pkg{i}") % m.SAMPLE == 0)  # in the 1-in-12 sample
-    free = [f"free{i}" for i in range(1000) if m.h(f"free{i}") % m.SAMPLE][:8]
+    sampled = next(f"pkg{i}" for i in range(1000) if in_sample(f"pkg{i}"))  # in the 1-in-12 sample
+    free = [f"free{i}" for i in range(1000) if not in_sample(f"free{i}")][:8]
     docs = [Passage("coldoc", "-", "Collection document text.")]
     split = SimpleNamespace(passages=lambda: docs, queries={"colq": "A collection query"})
     splits = {"train": split, "dev": SimpleNamespace(queries={"devq": "The dev query"}),
