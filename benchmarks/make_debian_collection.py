@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from simlm_ir.data.debian import COLLECTION_SAMPLE, document_ids, in_sample, read_translation, sha1_int
+from simlm_ir.errors import SimLMIRError
 
 OUT = Path(__file__).resolve().parent.parent / "simlm_ir" / "resources" / "collections" / "debian-known-item"
 
@@ -71,7 +72,11 @@ def main(argv=None) -> int:
     ap.add_argument("--output", type=Path, default=OUT)
     ap.add_argument("--sample", type=int, default=COLLECTION_SAMPLE, help="keep 1 in SAMPLE documents")
     args = ap.parse_args(argv)
-    print(json.dumps(build(args.translation, args.output, args.sample), indent=2))
+    try:
+        print(json.dumps(build(args.translation, args.output, args.sample), indent=2))
+    except SimLMIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

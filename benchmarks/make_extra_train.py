@@ -37,6 +37,7 @@ from pathlib import Path
 
 from simlm_ir.data.datasets import LocalCollection, load_collection
 from simlm_ir.data.debian import document_ids, in_sample, read_translation, sha1_int
+from simlm_ir.errors import SimLMIRError
 from simlm_ir.util.io import atomic_write
 
 
@@ -94,7 +95,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     splits = {s: load_collection(f"debian-known-item/{s}") for s in ("train", "dev", "test")}
-    candidates, dropped = extra_queries(bookworm_main(args.lists), splits)
+    try:
+        records = bookworm_main(args.lists)
+    except SimLMIRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    candidates, dropped = extra_queries(records, splits)
     chosen = sorted(candidates, key=lambda r: sha1_int("extra:" + r[0]))[:args.extra]
     out = args.output
     out.mkdir(parents=True, exist_ok=True)

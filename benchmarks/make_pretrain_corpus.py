@@ -44,6 +44,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from simlm_ir.data.debian import read_translation
+from simlm_ir.errors import SimLMIRError
 from simlm_ir.util.io import atomic_write
 
 MIN_WORDS = 8
@@ -167,7 +168,11 @@ def main(argv=None) -> int:
     ap.add_argument("--output", type=Path, default=Path("work/pretrain-corpus"))
     args = ap.parse_args(argv)
     coll = Path(__file__).resolve().parent.parent / "simlm_ir" / "resources" / "collections" / "debian-known-item"
-    summary = build(args.lists, args.output, [coll / "queries.dev.tsv", coll / "queries.test.tsv"])
+    try:
+        summary = build(args.lists, args.output, [coll / "queries.dev.tsv", coll / "queries.test.tsv"])
+    except SimLMIRError as exc:  # e.g. a damaged Translation-en: one line naming it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 

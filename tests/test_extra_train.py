@@ -41,3 +41,19 @@ def test_extra_queries_leave_out_every_package_that_touches_the_collection():
     assert [k[0] for k in kept] == [free[0]]
     assert dropped == {"in_sample": 2, "named_in_collection": 1, "same_document_text": 1, "same_query_text": 1,
                        "repeated": 3}
+
+
+def test_a_damaged_translation_file_is_one_error_naming_it(tmp_path):
+    import pytest
+
+    from simlm_ir.data.debian import read_translation
+    from simlm_ir.errors import InputFormatError
+
+    for name in ("Translation-en.lz4", "Translation-en.gz", "Translation-en.xz"):
+        bad = tmp_path / name
+        bad.write_bytes(b"not compressed at all")
+        with pytest.raises(InputFormatError, match=rf"^{bad}: "):
+            list(read_translation(bad))
+    plain = tmp_path / "Translation-en"
+    plain.write_text("Package: a\nDescription-en: synopsis\n long text\n\n")
+    assert list(read_translation(plain)) == [("a", "synopsis", "long text")]

@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from simlm_ir.errors import InputFormatError
+
 
 def parse_translation(lines: Iterable[str]) -> Iterator[tuple[str, str, str]]:
     """Yield (package, synopsis, long description) per stanza of a ``Translation-en`` file.
@@ -67,12 +69,18 @@ def read_translation(path) -> Iterator[tuple[str, str, str]]:
     """:func:`parse_translation` of a ``Translation-en`` file as apt stores it: plain, ``.lz4`` (through
     the ``lz4`` tool, which apt's lists need anyway), ``.xz`` or ``.gz``."""
     path = Path(path)
-    if path.suffix == ".lz4":
-        raw = subprocess.run(["lz4", "-dc", str(path)], check=True, capture_output=True).stdout
-    elif path.suffix == ".xz":
-        raw = lzma.decompress(path.read_bytes())
-    elif path.suffix == ".gz":
-        raw = gzip.decompress(path.read_bytes())
-    else:
-        raw = path.read_bytes()
+    try:
+        if path.suffix == ".lz4":
+            raw = subprocess.run(["lz4", "-dc", str(path)], check=True, capture_output=True).stdout
+        elif path.suffix == ".xz":
+            raw = lzma.decompress(path.read_bytes())
+        elif path.suffix == ".gz":
+            raw = gzip.decompress(path.read_bytes())
+        else:
+            raw = path.read_bytes()
+    except subprocess.CalledProcessError as exc:
+        why = exc.stderr.decode(errors="replace").strip()
+        raise InputFormatError(path, None, f"lz4 cannot decompress it ({why})") from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:  # gzip.BadGzipFile is an OSError
+        raise InputFormatError(path, None, f"cannot read it ({exc})") from None
     yield from parse_translation(raw.decode("utf-8", errors="replace").splitlines())
