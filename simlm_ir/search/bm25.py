@@ -2,6 +2,11 @@
 
 Documents are indexed as Pyserini's BEIR "flat" condition does: one ``contents`` field holding
 title and text. The index is rebuilt only when the corpus fingerprint or index settings change.
+
+The index stores no raw documents (Pyserini's ``-storeRaw``): nothing here reads them back (the
+re-ranker takes passages from the collection), and Anserini loads each hit's stored fields, so with
+the raw JSON stored a 1,000-deep search spends most of its time decompressing documents it never uses
+(508 queries x 1,000 hits: about 1.6x slower, and the index 2.7x larger, on the embedded collection).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from simlm_ir.util.io import atomic_directory, dir_size_bytes
 from simlm_ir.util.progress import progress
 
 META_FILE = "simlm_ir_index.json"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: no stored raw documents
 
 
 @dataclass
@@ -47,7 +52,7 @@ def build_lucene_index(passages: Iterable[Passage], index_dir, threads: int = 2,
 
     start = time.perf_counter()
     with atomic_directory(index_dir) as tmp:
-        indexer = LuceneIndexer(args=["-index", str(tmp), "-storeRaw"], threads=threads)
+        indexer = LuceneIndexer(args=["-index", str(tmp)], threads=threads)
         n = 0
         batch: list[dict] = []
         for p in progress(passages, total=num_docs, desc="BM25 indexing", unit="doc"):
