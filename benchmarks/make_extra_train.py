@@ -6,7 +6,7 @@ The embedded collection (``benchmarks/make_debian_collection.py``) keeps 1 docum
 on documents the collection does not hold. This script turns a seeded sample of them into extra
 training queries, so fine-tuning can see more than the 4,020 training queries:
 
-    python benchmarks/make_extra_train.py --lists work/apt/lists --extra 8000 --output work/extra-train
+    python benchmarks/make_extra_train.py --lists work/apt/lists --extra 24000 --output work/extra-train
 
 ``--lists``: the private apt lists directory of ``benchmarks/make_pretrain_corpus.py`` (only its
 ``bookworm_main`` Translation-en is read: other suites hold other versions of the collection's own
@@ -65,22 +65,23 @@ def extra_queries(records, splits) -> tuple[list[tuple[str, str, str]], dict]:
     dropped = {"in_sample": 0, "named_in_collection": 0, "same_document_text": 0, "same_query_text": 0,
                "repeated": 0}
     for pkg, syn, text in records:
-        if in_sample(doc_of_text[text]):
+        doc_id, syn_key, text_key = doc_of_text[text], norm(syn), norm(text)
+        if in_sample(doc_id):
             dropped["in_sample"] += 1
-        elif pkg in named or doc_of_text[text] in named:
+        elif pkg in named or doc_id in named:
             dropped["named_in_collection"] += 1
-        elif norm(text) in doc_texts:
+        elif text_key in doc_texts:
             dropped["same_document_text"] += 1
-        elif norm(syn) in query_texts:
+        elif syn_key in query_texts:
             dropped["same_query_text"] += 1
-        elif norm(syn) in seen_syn or norm(text) in seen_doc or pkg in seen_pkg:
+        elif syn_key in seen_syn or text_key in seen_doc or pkg in seen_pkg:
             # one query per synopsis, one document per description, one of each per package (a package
             # can have two stanzas, e.g. two versions' descriptions)
             dropped["repeated"] += 1
         else:
             seen_pkg.add(pkg)
-            seen_syn.add(norm(syn))
-            seen_doc.add(norm(text))
+            seen_syn.add(syn_key)
+            seen_doc.add(text_key)
             kept.append((pkg, " ".join(syn.split()), text))
     return kept, dropped
 

@@ -31,7 +31,7 @@ Every stage is the public CLI command it prints (so the recipe doubles as docume
 Scale is cut to fit 2 CPU cores (the paper's settings are in SIMLM.md); the defaults are the previous
 default's settings (docs/finetune.md): all 4,020 training queries, batches of 32 queries x (1
 positive + 1 negative), 2 epochs per contrastive stage, 100 RLM steps of 32 passages. The shipped
-default adds ``--extra-train 8000 --epochs 1`` (stage 1 and its twin; ``extra-data`` builds that file
+default adds ``--extra-train 24000 --epochs 1`` (stage 1 and its twin; ``extra-data`` builds that file
 from the apt lists first). Stage 3 takes the
 authors' defaults (24 passages, lr 3e-5, 6 epochs) unless ``--kd-group-size/--kd-lr/--kd-epochs``
 cut them. Test queries are never used; dev queries only pick stage 3's best checkpoint.

@@ -6,7 +6,7 @@ title and text. The index is rebuilt only when the corpus fingerprint or index s
 The index stores no raw documents (Pyserini's ``-storeRaw``): nothing here reads them back (the
 re-ranker takes passages from the collection), and Anserini loads each hit's stored fields, so with
 the raw JSON stored a 1,000-deep search spends most of its time decompressing documents it never uses
-(508 queries x 1,000 hits: about 1.6x slower, and the index 2.7x larger, on the embedded collection).
+(508 queries x 1,000 hits on the embedded collection: 1.6-2x slower, and the index 2.7x larger).
 """
 
 from __future__ import annotations
