@@ -26,7 +26,9 @@ from simlm_ir.index.plaid import (
     PLAIDUnavailableError,
     build_plaid_index,
     component_bytes,
+    cpu_build_path,
     load_plaid,
+    nearest_centroids,
 )
 from simlm_ir.modeling.checkpoints import PACKAGE_DIR
 from simlm_ir.modeling.colbert import METADATA_FILE, ColBERT, ColBERTConfig
@@ -232,3 +234,68 @@ def test_unbuildable_extension_is_one_clear_error(tmp_path):
     lines = [line for line in out.stdout.splitlines() if line.startswith("ERROR")]
     assert len(lines) == 1, out.stdout + out.stderr
     assert "could not be built" in lines[0] and "make install" in lines[0] and str(tmp_path / "ext") in lines[0]
+
+
+def test_nearest_centroids_are_colbert_ais_codes():
+    """Our blocked code assignment returns exactly what colbert-ai's compress_into_codes returns (its
+    CPU path, run here on a codec built by hand), including over several blocks and a short last one."""
+    load_plaid()
+    from pylate.indexes.stanford_nlp.indexing.codecs.residual import ResidualCodec
+
+    gen = torch.Generator().manual_seed(0)
+    centroids = torch.nn.functional.normalize(torch.randn(64, 16, generator=gen), dim=-1)
+    embs = torch.nn.functional.normalize(torch.randn(1000, 16, generator=gen), dim=-1)
+    codec = ResidualCodec.__new__(ResidualCodec)
+    codec.use_gpu, codec.centroids = False, centroids
+    theirs = ResidualCodec.compress_into_codes(codec, embs, out_device="cpu")
+    ours = nearest_centroids(centroids, embs, block=300)
+    assert torch.equal(ours, theirs)
+    assert torch.equal(ours, (embs @ centroids.T).argmax(dim=1))  # and it is the nearest centroid
+    assert nearest_centroids(centroids, embs[:0]).shape == (0,)
+
+
+def test_cpu_build_path_swaps_in_faiss_kmeans_and_restores_pylate():
+    """Inside the build, k-means is faiss's (colbert-ai's choice) and codes come from
+    nearest_centroids; after it, even when the build fails, PyLate's own functions are back."""
+    load_plaid()
+    from pylate.indexes.stanford_nlp.indexing import collection_indexer
+    from pylate.indexes.stanford_nlp.indexing.codecs.residual import ResidualCodec
+
+    before = (ResidualCodec.compress_into_codes, collection_indexer.use_faiss,
+              getattr(collection_indexer, "faiss", None))
+    with pytest.raises(RuntimeError, match="build failed"):
+        with cpu_build_path():
+            assert collection_indexer.use_faiss is True
+            assert ResidualCodec.compress_into_codes is not before[0]
+            sample = torch.randn(600, 8, generator=torch.Generator().manual_seed(1))
+            centroids = collection_indexer.compute_faiss_kmeans(8, 4, 2, None, [[sample]])
+            assert centroids.shape == (4, 8)
+            raise RuntimeError("build failed")
+    after = (ResidualCodec.compress_into_codes, collection_indexer.use_faiss,
+             getattr(collection_indexer, "faiss", None))
+    assert after == before
+
+
+def test_a_plaid_build_prints_nothing(model, passages, tmp_path, capfd):
+    """faiss's k-means is asked for verbose output by colbert-ai's code and would print every
+    iteration from C++; the build keeps the terminal clean."""
+    build_colbert_index(passages[:120], model, tmp_path / "tokens")
+    capfd.readouterr()
+    build_plaid_index(tmp_path / "tokens", tmp_path / "plaid")
+    out, err = capfd.readouterr()
+    assert "Iteration" not in out + err and "Clustering" not in out + err
+
+
+def test_two_builds_of_the_same_vectors_are_identical(model, passages, tmp_path):
+    """The index is a function of its token vectors (seeded sampling and k-means): two builds give
+    the same centroids, codes, residuals and inverted lists, byte for byte, whatever the global
+    random state was before."""
+    build_colbert_index(passages[:150], model, tmp_path / "tokens")
+    torch.manual_seed(1)
+    build_plaid_index(tmp_path / "tokens", tmp_path / "a")
+    torch.manual_seed(2)  # a different global state must not matter
+    build_plaid_index(tmp_path / "tokens", tmp_path / "b")
+    names = sorted(p.name for p in (tmp_path / "a" / "plaid").glob("*.pt"))
+    assert {"centroids.pt", "0.codes.pt", "0.residuals.pt", "ivf.pid.pt"} <= set(names)
+    for name in names:
+        assert (tmp_path / "a" / "plaid" / name).read_bytes() == (tmp_path / "b" / "plaid" / name).read_bytes(), name

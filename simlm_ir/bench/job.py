@@ -23,6 +23,7 @@ from simlm_ir.eval.measures import DEFAULT_MEASURES
 from simlm_ir.eval.published import leaderboard_with_published, published_rows
 from simlm_ir.search.fusion import DEFAULT_ALPHA_GRID
 from simlm_ir.util.io import atomic_write
+from simlm_ir.util.malloc import retain_freed_memory
 
 
 @dataclass
@@ -93,6 +94,7 @@ def run_job(job: BenchmarkJob, say: Callable[[str], None] = print,
             warn: Callable[[str], None] = print) -> tuple[dict, bool]:
     """Run ``job``; returns ({collection id: results}, whether any collection failed). Leaderboards are
     written under ``runs_dir/<collection>/``, and ``runs_dir/summary.md`` when there are several."""
+    retain_freed_memory()  # searches re-allocate the same large tensors per query (simlm_ir.util.malloc)
     per_dataset, failed = {}, False
     for dataset in job.datasets:
         try:

@@ -17,6 +17,7 @@ import torch
 from simlm_ir.data.corpus import NO_TITLE
 from simlm_ir.errors import CheckpointError
 from simlm_ir.modeling.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.modeling.cls_only import cls_only_last_layer
 from simlm_ir.util.device import resolve_device
 
 QUERY_MAX_LENGTH = 32
@@ -83,6 +84,9 @@ class SimLMEncoder:
 
         self.dtype = torch.float32
         self.model = model.to(self.device).eval()
+        # Encode with the last layer computed for [CLS] alone (modeling.cls_only), when [CLS] is what
+        # this class pools: a subclass that pools otherwise (mean pooling) reads every position.
+        self.cls_only = type(self).cls_vectors is SimLMEncoder.cls_vectors
         self.set_dtype(dtype)
         self.quantized = False
         if quantize_int8:
@@ -204,7 +208,8 @@ class SimLMEncoder:
         if n == 0:
             return out
         lengths = np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=n)
-        with torch.inference_mode():
+        # only [CLS] is read from the last layer, so that layer runs for [CLS] alone (~14% less work)
+        with torch.inference_mode(), cls_only_last_layer(self.model, self.cls_only):
             for idx, _ in self._micro_batches(lengths, batch_size or self.batch_size):
                 batch = self.pad([input_ids[i] for i in idx],
                                  None if token_type_ids is None else [token_type_ids[i] for i in idx])

@@ -18,6 +18,7 @@ import torch
 from simlm_ir.data.trec import Run, ranked
 from simlm_ir.errors import CheckpointError
 from simlm_ir.modeling.checkpoints import check_bert_like, resolve_checkpoint
+from simlm_ir.modeling.cls_only import cls_only_last_layer
 from simlm_ir.util.device import resolve_device
 from simlm_ir.util.progress import progress
 
@@ -45,6 +46,7 @@ class CrossEncoder:
         finally:
             hf_logging.set_verbosity(verbosity)
         self.model.eval()
+        self.cls_only = True  # score with the last layer computed for [CLS] alone (modeling.cls_only)
 
     def tokenize(self, queries: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> dict[str, torch.Tensor]:
         pairs = [f"{t}: {p}" for t, p in zip(titles, texts)]
@@ -110,7 +112,9 @@ class CrossEncoder:
             width = int(lengths[order[start]])
             rows = self.batch_size if not budget else max(1, min(self.batch_size, budget // width))
             idx = order[start:start + rows]
-            out[idx] = self.model(**self._pad(ids, types, idx)).logits.squeeze(-1).float().cpu().numpy()
+            with cls_only_last_layer(self.model, self.cls_only):  # the logit reads the last layer's [CLS] only
+                logits = self.model(**self._pad(ids, types, idx)).logits
+            out[idx] = logits.squeeze(-1).float().cpu().numpy()
             if on_batch is not None:
                 on_batch(len(idx))
             start += rows

@@ -162,10 +162,10 @@ class ColBERTSystem(BatchSearch):
                 self.note = (f"{meta['tokens']:,} fp16 token vectors x {meta['dim']}, "
                              f"{exact.size_bytes / max(1, meta['docs']):,.0f} B/passage{suffix}")
             return IndexInfo(exact.size_bytes, encode_seconds)
-        from simlm_ir.index.plaid import PLAID_META, PLAIDConfig, build_plaid_index
+        from simlm_ir.index.plaid import BUILD_VERSION, PLAID_META, PLAIDConfig, build_plaid_index
         from simlm_ir.search.plaid import PLAIDIndex
 
-        plaid_dir = token_dir.with_name(f"{token_dir.name}-plaid{self.nbits}")
+        plaid_dir = token_dir.with_name(f"{token_dir.name}-plaid{self.nbits}-v{BUILD_VERSION}")
         if not (plaid_dir / PLAID_META).exists():
             build_plaid_index(token_dir, plaid_dir, PLAIDConfig(nbits=self.nbits))
         self.index = PLAIDIndex(plaid_dir)
@@ -188,12 +188,22 @@ class ColBERTSystem(BatchSearch):
                                 self.latency_queries)
 
     def batch_run(self, queries: Mapping[str, str], k: int):
-        """The run: exact, batched MaxSim; PLAID, one query at a time, as its engine searches."""
+        """The run: exact, batched MaxSim; PLAID, one query at a time as its engine searches, with
+        the queries encoded in batches first (a query's vectors do not depend on its batch: every
+        query is padded to the same length with [MASK] tokens, which it attends to)."""
         if self.engine == "exact":
             return self._run_exact(queries, k)
         run = {}
-        for qid, text in progress(queries.items(), desc=f"{self.name} search", unit="q"):
-            run[qid] = dict(self.index.search(self.model.encode_query(text), k))
+        qids = list(queries)
+        bar = progress(total=len(qids), desc=f"{self.name} search", unit="q")
+        for lo in range(0, len(qids), QUERY_BATCH):
+            batch = qids[lo:lo + QUERY_BATCH]
+            with torch.inference_mode():
+                vecs = self.model.query_vectors(self.model.tokenize_queries([queries[q] for q in batch]))
+            for qid, q in zip(batch, vecs.float().numpy()):
+                run[qid] = dict(self.index.search(q, k))
+                bar.update(1)
+        bar.close()
         return run
 
     def _run_exact(self, queries: Mapping[str, str], k: int):
