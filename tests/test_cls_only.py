@@ -7,10 +7,12 @@ from transformers import (
     BertForSequenceClassification,
     BertModel,
     ElectraConfig,
+    ElectraForSequenceClassification,
     ElectraModel,
     GPT2Config,
     GPT2Model,
     RobertaConfig,
+    RobertaForSequenceClassification,
     RobertaModel,
 )
 
@@ -61,9 +63,16 @@ def test_padding_is_still_masked_for_cls():
     assert torch.allclose(batched, alone, atol=1e-5)
 
 
-def test_cross_encoder_logits_equal_the_full_forward():
+@pytest.mark.parametrize("make", [
+    lambda: BertForSequenceClassification(BertConfig(**SMALL, num_labels=1, initializer_range=0.5)),
+    lambda: ElectraForSequenceClassification(ElectraConfig(**SMALL, embedding_size=48, num_labels=1,
+                                                           initializer_range=0.5)),
+    lambda: RobertaForSequenceClassification(RobertaConfig(**SMALL, num_labels=1, initializer_range=0.5,
+                                                           pad_token_id=1)),
+], ids=["bert", "electra", "roberta"])
+def test_cross_encoder_logits_equal_the_full_forward(make):
     torch.manual_seed(2)
-    model = BertForSequenceClassification(BertConfig(**SMALL, num_labels=1, initializer_range=0.5)).eval()
+    model = make().eval()
     ids, mask = padded_batch([12, 25, 9], seed=3)
     with torch.inference_mode():
         full = model(input_ids=ids, attention_mask=mask).logits
@@ -114,3 +123,57 @@ def test_simlm_encoder_vectors_and_rankings_unchanged(tmp_path):
     full_p, full_q = enc.encode_passages(texts, titles), enc.encode_queries(queries)
     assert np.abs(fast_p - full_p).max() < 1e-5 and np.abs(fast_q - full_q).max() < 1e-5
     assert (np.argsort(-(fast_q @ fast_p.T), axis=1)[:, :5] == np.argsort(-(full_q @ full_p.T), axis=1)[:, :5]).all()
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_both_mask_forms_give_the_full_forward(attention):
+    """eager attention hands layers an additive float mask, sdpa a bool one (or None)."""
+    torch.manual_seed(4)
+    model = BertModel(BertConfig(**SMALL, initializer_range=0.3), add_pooling_layer=False).eval()
+    model.set_attn_implementation(attention)
+    ids, mask = padded_batch([9, 31, 20], seed=5)
+    with torch.inference_mode():
+        full = model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        with cls_only_last_layer(model):
+            assert isinstance(model.encoder.layer[-1], CLSOnlyLayer)
+            out = model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    assert torch.allclose(out, full, atol=1e-5)
+
+
+def test_other_attention_implementations_keep_the_full_layer():
+    """flex_attention passes a BlockMask and flash_attention_2 a 2-D mask, which the [CLS] layer's
+    SDPA call would not read right: those models keep their own last layer."""
+    model = BertModel(BertConfig(**SMALL), add_pooling_layer=False).eval()
+    model.config._attn_implementation = "flex_attention"
+    assert not supports_cls_only(model)
+
+
+def test_reranker_scores_with_and_without_the_cls_only_layer(tmp_path):
+    """CrossEncoder.score, switched off and on, on real pairs of several lengths: same logits, same
+    order; and the SimLM encoder keeps the full layer when int8-quantised (activation scales are
+    per tensor, so one row would change the numbers)."""
+    import numpy as np
+    import tiny as tiny_data
+    from transformers import AutoTokenizer
+
+    from simlm_ir.encode.encoder import SimLMEncoder
+    from simlm_ir.modeling.checkpoints import minilm_dir
+    from simlm_ir.modeling.reranker import CrossEncoder
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    BertForSequenceClassification(BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=256, num_labels=1, initializer_range=0.5)).save_pretrained(tmp_path / "ce")
+    tok.save_pretrained(tmp_path / "ce")
+    ce = CrossEncoder(str(tmp_path / "ce"))
+    queries = [q for q in tiny_data.QUERIES.values() for _ in range(3)]
+    docs = list(tiny_data.DOCS.items()) * 2
+    titles, texts = [d for d, _ in docs[:len(queries)]], [t for _, t in docs[:len(queries)]]
+    fast = ce.score(queries, titles, texts)
+    ce.cls_only = False
+    full = ce.score(queries, titles, texts)
+    assert np.abs(fast - full).max() < 1e-5 and full.std() > 0.01
+    assert (np.argsort(-fast) == np.argsort(-full)).all()
+    enc = SimLMEncoder(str(tiny_data.save_tiny_bert(tmp_path / "bert", dropout=0.0)), quantize_int8=True)
+    assert enc.cls_only is False

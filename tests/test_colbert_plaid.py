@@ -283,7 +283,8 @@ def test_a_plaid_build_prints_nothing(model, passages, tmp_path, capfd):
     capfd.readouterr()
     build_plaid_index(tmp_path / "tokens", tmp_path / "plaid")
     out, err = capfd.readouterr()
-    assert "Iteration" not in out + err and "Clustering" not in out + err
+    printed = (out + err).lower()  # faiss's iteration log, and its small-sample warning
+    assert "iteration" not in printed and "clustering" not in printed and "warning" not in printed
 
 
 def test_two_builds_of_the_same_vectors_are_identical(model, passages, tmp_path):

@@ -98,6 +98,9 @@ class SimLMEncoder:
                                                                dtype=torch.qint8)
             self.quantized = True
             self.model = model
+            # dynamic int8 scales activations per tensor, so a 1-row last layer would change the
+            # vectors beyond rounding (measured: up to 0.022); quantised models keep the full layer
+            self.cls_only = False
 
     def set_dtype(self, dtype: str | None) -> None:
         """Run in ``float16``/``bfloat16`` on GPU (ignored on CPU, where it is slower)."""

@@ -18,8 +18,10 @@ Two parts of PyLate's CPU build are swapped for equivalents (:func:`cpu_build_pa
 build only: k-means runs in ``faiss.Kmeans`` (colbert-ai's own choice, seed 123; PyLate keeps it
 for GPU faiss only and otherwise uses fastkmeans), and each token vector's nearest centroid is found
 in row blocks instead of 2 GiB centroid-by-token matrices reduced across rows. On the embedded
-collection's 337,296 token vectors the build went from 65-83 s to 25 s; the code assignment gives
-the same codes and residuals bit for bit (``tests/test_plaid.py``).
+collection's 337,296 token vectors the build went from 65-83 s to 25-44 s, and two builds of the
+same vectors give the same files; the code assignment gives the same codes (and so residuals) bit
+for bit (checked on those vectors; ``tests/test_colbert_plaid.py`` compares with colbert-ai's
+function). On GPU, PyLate's own path runs (``kmeans`` in the index metadata says which).
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def nearest_centroids(centroids, embs, block: int = 4096):
 @contextlib.contextmanager
 def cpu_build_path():
     """While building on CPU: k-means by ``faiss.Kmeans`` as colbert-ai runs it, and
-    :func:`nearest_centroids` for the code assignment; PyLate's own functions are restored after."""
+    :func:`nearest_centroids` for the code assignment; PyLate's own functions are restored after.
+    Not thread-safe (it patches PyLate's modules): one build at a time per process."""
     import torch
     from pylate.indexes.stanford_nlp.indexing import collection_indexer
     from pylate.indexes.stanford_nlp.indexing.codecs.residual import ResidualCodec
@@ -131,8 +134,11 @@ def cpu_build_path():
     import faiss
 
     # colbert-ai's compute_faiss_kmeans calls faiss.Kmeans(..., verbose=True), which prints each
-    # iteration from C++ (past Python's stdout); everything else it takes from faiss is the same.
-    quiet = types.SimpleNamespace(Kmeans=lambda *args, **kw: faiss.Kmeans(*args, **{**kw, "verbose": False}))
+    # iteration from C++ (past Python's stdout), and faiss warns on stderr when a sample has fewer
+    # than 39 points per centroid (small collections); min_points_per_centroid only sets that
+    # warning's threshold. Everything else it takes from faiss is the same.
+    quiet = types.SimpleNamespace(Kmeans=lambda *args, **kw: faiss.Kmeans(
+        *args, **{**kw, "verbose": False, "min_points_per_centroid": 1}))
     original_module = getattr(collection_indexer, "faiss", None)
     collection_indexer.faiss = quiet
     collection_indexer.use_faiss = True
@@ -192,6 +198,8 @@ def build_plaid_index(token_index_dir, index_dir, config: PLAIDConfig | None = N
         raise ValueError(f"{token_index_dir}: PLAID with {config.nbits}-bit residuals needs a vector dimension that "
                          f"is a multiple of {8 * config.nbits}; this model's is {dim}")
     PLAID = load_plaid()
+    import torch  # loaded with PyLate; only to say which k-means path ran
+
     start = time.perf_counter()
     offsets = np.concatenate([[0], np.cumsum(doclens)])
     docs = [vectors[offsets[i]:offsets[i + 1]].astype(np.float32) for i in range(len(doclens))]
@@ -205,6 +213,7 @@ def build_plaid_index(token_index_dir, index_dir, config: PLAIDConfig | None = N
         plan = json.loads((tmp / PLAID_NAME / "plan.json").read_text())
         parts = component_bytes(tmp)
         meta = {"engine": "pylate.indexes.PLAID(use_fast=False)", "build_version": BUILD_VERSION,
+                "kmeans": "pylate (GPU path)" if torch.cuda.is_available() else "faiss (cpu_build_path)",
                 "config": asdict(config),
                 "docs": len(docids), "tokens": int(doclens.sum()), "dim": dim,
                 "centroids": int(plan["num_partitions"]), "model_key": token_meta["model_key"],

@@ -26,6 +26,9 @@ from torch import nn
 # Families whose encoder output is read at [CLS] by our encoders and by their sequence-classification
 # heads (BERT's pooler, ELECTRA's and RoBERTa's classifier all take position 0).
 MODEL_TYPES = ("bert", "electra", "roberta", "xlm-roberta")
+# Attention implementations whose layer masks torch's SDPA takes as they are: a (batch, 1, query, key)
+# bool or additive mask, or None. flex_attention passes a BlockMask and flash_attention_2 a 2-D mask.
+ATTENTION = ("sdpa", "eager")
 
 
 class CLSOnlyLayer(nn.Module):
@@ -65,10 +68,12 @@ def _layers(model: nn.Module) -> nn.ModuleList:
 
 
 def supports_cls_only(model: nn.Module) -> bool:
-    """Whether :func:`cls_only_last_layer` applies: an encoder of :data:`MODEL_TYPES` (not a
-    decoder, no cross-attention) whose last layer has the submodules :class:`CLSOnlyLayer` calls."""
+    """Whether :func:`cls_only_last_layer` applies: an encoder of :data:`MODEL_TYPES` with
+    :data:`ATTENTION` (not a decoder, no cross-attention) whose last layer has the submodules
+    :class:`CLSOnlyLayer` calls."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) not in MODEL_TYPES \
+            or getattr(config, "_attn_implementation", "eager") not in ATTENTION \
             or getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         return False
     try:
@@ -85,7 +90,8 @@ def cls_only_last_layer(model: nn.Module, enabled: bool = True):
     """Within the block, ``model``'s last layer computes position 0 only (see the module docstring);
     the original layer is put back afterwards, also on error. A no-op when not ``enabled``, in
     training mode (every position's gradient may matter), or for a model :func:`supports_cls_only`
-    rejects."""
+    rejects. Not thread-safe: the swap is visible to every user of ``model`` during the block. Inside
+    it, ``output_hidden_states`` lists one state fewer (transformers records them by layer class)."""
     if not enabled or model.training or not supports_cls_only(model):
         yield
         return

@@ -190,7 +190,7 @@ class ColBERTSystem(BatchSearch):
     def batch_run(self, queries: Mapping[str, str], k: int):
         """The run: exact, batched MaxSim; PLAID, one query at a time as its engine searches, with
         the queries encoded in batches first (a query's vectors do not depend on its batch: every
-        query is padded to the same length with [MASK] tokens, which it attends to)."""
+        query is padded to the same fixed length with [MASK] tokens, so a batch adds no padding)."""
         if self.engine == "exact":
             return self._run_exact(queries, k)
         run = {}

@@ -21,20 +21,24 @@ import ctypes.util
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap
+FALLBACK_MMAP_THRESHOLD = 32 << 20  # the most that glibc before 2.35 accepts on 64-bit (mallopt(3))
 TRIM_THRESHOLD = (1 << 31) - 1  # never trim the heap top back to the OS
 
 
 def retain_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds for this process; False (nothing done) where the C
-    library is not glibc (macOS, musl) or refuses."""
+    """Raise glibc's mmap and trim thresholds for this process; True when both took effect (the mmap
+    threshold at 1 GiB, or at 32 MiB where an older glibc refuses more). False, with nothing
+    changed, where the C library is not glibc (macOS, musl): the job then runs as before, only
+    slower on PLAID."""
     name = ctypes.util.find_library("c")
     if not name:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mmap = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) or bool(mallopt(_M_MMAP_THRESHOLD, FALLBACK_MMAP_THRESHOLD))
+    trim = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return mmap and trim
