@@ -22,9 +22,10 @@ Every stage is the public CLI command it prints (so the recipe doubles as docume
  9. ``stage3``     the *pre-trained* checkpoint distilled from the re-ranker (KL + 0.2 x
                    contrastive), each epoch a new slice of the scored pool as group negatives, the
                    best checkpoint on debian-known-item/dev kept (``--kd-init stage2``: ablation)
-10. ``colbert``    the ColBERT baseline (``python -m simlm_ir.train.colbert``) on the same BM25-negative
-                   training file with the same batch, group, lr, epochs and warm-up as stages 1 and 2, so
-                   the leaderboard compares the two architectures at one data and compute budget
+10. ``colbert``    the ColBERT baseline (``python -m simlm_ir.train.colbert``) on stage 1's BM25-negative
+                   training file (with ``--extra-train``, the same 4,020 + extra queries and corpus) and
+                   the same batch, group, lr, epochs and warm-up, so the leaderboard compares the two
+                   architectures at one data and compute budget
 11. ``export``     the ``--export-stage`` checkpoint, the re-ranker and ColBERT (when trained) -> fp16
                    safetensors under simlm_ir/resources/
 
@@ -122,8 +123,9 @@ def stages(w: Path, a) -> list[tuple[str, list[str]]]:
         ("stage3", py + ["simlm_ir.train.finetune", "--kd-teacher", str(w / "teacher.jsonl"),
                          "--init", str(w / ("pretrained" if a.kd_init == "pretrained" else "stage2")),
                          "--output", str(w / "stage3"), *kd]),
-        ("colbert", py + ["simlm_ir.train.colbert", "--train-file", str(w / "bm25_negs.jsonl"), "--init", "minilm",
-                          "--output", str(w / "colbert"), "--corpus", DATASET, "--batch-size", str(a.batch_size),
+        # ColBERT gets SimLM stage 1's data and budget (issue 11: the same data as the shipped default)
+        ("colbert", py + ["simlm_ir.train.colbert", "--train-file", str(s1_file), "--init", "minilm",
+                          "--output", str(w / "colbert"), "--corpus", s1_corpus, "--batch-size", str(a.batch_size),
                           "--group-size", str(a.group_size), "--lr", str(a.lr), "--epochs", str(a.epochs),
                           "--warmup-steps", str(a.warmup_steps), "--save-steps", "50", "--seed", str(a.seed)]),
         ("export", []),
@@ -294,8 +296,9 @@ def main(argv=None) -> int:
                 export_fp16(w / "reranker", RESOURCES / "reranker-default",
                             {**recipe, "model": reranker_line(a)})
             if "colbert" in a.export_models and (w / "colbert" / "model.safetensors").exists():
+                queries = f"{a.train_queries:,} + {a.extra_train:,}" if a.extra_train else f"{a.train_queries:,}"
                 export_fp16(w / "colbert", RESOURCES / "colbert-default",
-                            {**recipe, "model": f"ColBERT (MiniLM + 128-dim projection), {a.train_queries:,} queries x "
+                            {**recipe, "model": f"ColBERT (MiniLM + 128-dim projection), {queries} queries x "
                                                 f"{a.epochs:g} epoch{'' if a.epochs == 1 else 's'}, BM25 negatives"})
         else:
             proc = subprocess.run(cmd, cwd=ROOT)
