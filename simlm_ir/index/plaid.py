@@ -116,22 +116,21 @@ def nearest_centroids(centroids, embs, block: int = 4096):
 def cpu_build_path():
     """While building on CPU: k-means by ``faiss.Kmeans`` as colbert-ai runs it, and
     :func:`nearest_centroids` for the code assignment; PyLate's own functions are restored after.
-    Not thread-safe (it patches PyLate's modules): one build at a time per process."""
+    Yields which k-means runs (for the index metadata). Not thread-safe (it patches PyLate's
+    modules): one build at a time per process."""
     import torch
+
+    if torch.cuda.is_available():  # PyLate's GPU path is already fast
+        yield "pylate (GPU path)"
+        return
+    import faiss
     from pylate.indexes.stanford_nlp.indexing import collection_indexer
     from pylate.indexes.stanford_nlp.indexing.codecs.residual import ResidualCodec
 
-    original_codes, original_faiss = ResidualCodec.compress_into_codes, collection_indexer.use_faiss
-
     def compress_into_codes(self, embs, out_device):
-        if self.use_gpu:
-            return original_codes(self, embs, out_device)
         return nearest_centroids(self.centroids, embs).to(device=out_device)
 
-    if torch.cuda.is_available():  # PyLate's GPU path is already fast
-        yield
-        return
-    import faiss
+    original_codes, original_faiss = ResidualCodec.compress_into_codes, collection_indexer.use_faiss
 
     # colbert-ai's compute_faiss_kmeans calls faiss.Kmeans(..., verbose=True), which prints each
     # iteration from C++ (past Python's stdout), and faiss warns on stderr when a sample has fewer
@@ -144,7 +143,7 @@ def cpu_build_path():
     collection_indexer.use_faiss = True
     ResidualCodec.compress_into_codes = compress_into_codes
     try:
-        yield
+        yield "faiss (cpu_build_path)"
     finally:
         ResidualCodec.compress_into_codes = original_codes
         collection_indexer.use_faiss = original_faiss
@@ -198,8 +197,6 @@ def build_plaid_index(token_index_dir, index_dir, config: PLAIDConfig | None = N
         raise ValueError(f"{token_index_dir}: PLAID with {config.nbits}-bit residuals needs a vector dimension that "
                          f"is a multiple of {8 * config.nbits}; this model's is {dim}")
     PLAID = load_plaid()
-    import torch  # loaded with PyLate; only to say which k-means path ran
-
     start = time.perf_counter()
     offsets = np.concatenate([[0], np.cumsum(doclens)])
     docs = [vectors[offsets[i]:offsets[i + 1]].astype(np.float32) for i in range(len(doclens))]
@@ -207,13 +204,13 @@ def build_plaid_index(token_index_dir, index_dir, config: PLAIDConfig | None = N
     with atomic_directory(index_dir) as tmp:
         index = PLAID(index_folder=str(tmp), index_name=PLAID_NAME, override=True, use_fast=False,
                       nbits=config.nbits, kmeans_niters=config.kmeans_niters, embedding_size=dim)
-        with quiet_engine(), cpu_build_path():
+        with quiet_engine(), cpu_build_path() as kmeans:
             index.add_documents(documents_ids=docids, documents_embeddings=docs)
         (tmp / DOCID_FILE).write_text("".join(d + "\n" for d in docids), encoding="utf-8")
         plan = json.loads((tmp / PLAID_NAME / "plan.json").read_text())
         parts = component_bytes(tmp)
         meta = {"engine": "pylate.indexes.PLAID(use_fast=False)", "build_version": BUILD_VERSION,
-                "kmeans": "pylate (GPU path)" if torch.cuda.is_available() else "faiss (cpu_build_path)",
+                "kmeans": kmeans,
                 "config": asdict(config),
                 "docs": len(docids), "tokens": int(doclens.sum()), "dim": dim,
                 "centroids": int(plan["num_partitions"]), "model_key": token_meta["model_key"],

@@ -108,16 +108,15 @@ class CrossEncoder:
         order = np.argsort(-lengths, kind="stable")
         budget = CPU_BATCH_TOKENS if self.device.type == "cpu" else None
         start = 0
-        while start < n:
-            width = int(lengths[order[start]])
-            rows = self.batch_size if not budget else max(1, min(self.batch_size, budget // width))
-            idx = order[start:start + rows]
-            with cls_only_last_layer(self.model, self.cls_only):  # the logit reads the last layer's [CLS] only
-                logits = self.model(**self._pad(ids, types, idx)).logits
-            out[idx] = logits.squeeze(-1).float().cpu().numpy()
-            if on_batch is not None:
-                on_batch(len(idx))
-            start += rows
+        with cls_only_last_layer(self.model, self.cls_only):  # the logit reads the last layer's [CLS] only
+            while start < n:
+                width = int(lengths[order[start]])
+                rows = self.batch_size if not budget else max(1, min(self.batch_size, budget // width))
+                idx = order[start:start + rows]
+                out[idx] = self.model(**self._pad(ids, types, idx)).logits.squeeze(-1).float().cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(idx))
+                start += rows
         return out
 
     def rerank(self, run: Run, queries: Mapping[str, str], docs: Mapping[str, tuple[str, str]],

@@ -188,36 +188,27 @@ class ColBERTSystem(BatchSearch):
                                 self.latency_queries)
 
     def batch_run(self, queries: Mapping[str, str], k: int):
-        """The run: exact, batched MaxSim; PLAID, one query at a time as its engine searches, with
-        the queries encoded in batches first (a query's vectors do not depend on its batch: every
+        """The run: exact, batched MaxSim; PLAID, one query at a time as its engine searches. Both
+        encode the queries in batches first (a query's vectors do not depend on its batch: every
         query is padded to the same fixed length with [MASK] tokens, so a batch adds no padding)."""
-        if self.engine == "exact":
-            return self._run_exact(queries, k)
         run = {}
-        qids = list(queries)
-        bar = progress(total=len(qids), desc=f"{self.name} search", unit="q")
-        for lo in range(0, len(qids), QUERY_BATCH):
-            batch = qids[lo:lo + QUERY_BATCH]
-            with torch.inference_mode():
-                vecs = self.model.query_vectors(self.model.tokenize_queries([queries[q] for q in batch]))
-            for qid, q in zip(batch, vecs.float().numpy()):
-                run[qid] = dict(self.index.search(q, k))
-                bar.update(1)
-        bar.close()
+        for batch, vecs in self._encoded_batches(queries):
+            if self.engine == "exact":  # one matrix product per chunk of token vectors for the batch
+                for qid, scores in zip(batch, self.index.scores_many(vecs)):
+                    run[qid] = dict(self.index.top_k(scores, k))
+            else:
+                for qid, q in zip(batch, vecs):
+                    run[qid] = dict(self.index.search(q, k))
         return run
 
-    def _run_exact(self, queries: Mapping[str, str], k: int):
-        """Brute-force MaxSim for all queries in batches (one matrix product per chunk of token
-        vectors for QUERY_BATCH queries)."""
+    def _encoded_batches(self, queries: Mapping[str, str]):
+        """(query ids, their token vectors (n, Lq, dim) float32) for QUERY_BATCH queries at a time,
+        with a progress bar that moves per batch."""
         qids = list(queries)
-        run = {}
-        bar = progress(total=len(qids), desc=f"{self.name} search", unit="q")
-        for lo in range(0, len(qids), QUERY_BATCH):
-            batch = qids[lo:lo + QUERY_BATCH]
-            with torch.inference_mode():
-                vecs = self.model.query_vectors(self.model.tokenize_queries([queries[q] for q in batch]))
-            for qid, scores in zip(batch, self.index.scores_many(vecs.float().numpy())):
-                run[qid] = dict(self.index.top_k(scores, k))
-            bar.update(len(batch))
-        bar.close()
-        return run
+        with progress(total=len(qids), desc=f"{self.name} search", unit="q") as bar:
+            for lo in range(0, len(qids), QUERY_BATCH):
+                batch = qids[lo:lo + QUERY_BATCH]
+                with torch.inference_mode():
+                    vecs = self.model.query_vectors(self.model.tokenize_queries([queries[q] for q in batch]))
+                yield batch, vecs.float().numpy()
+                bar.update(len(batch))
